@@ -1,0 +1,118 @@
+"""The Python API: a :class:`VideoIndex` with the same operations as the CLI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vadindex.config import DEFAULT_DEVICE, DEFAULT_TOP_K_RESULTS
+from vadindex.detect import DetectResult, detect
+from vadindex.encoder import Encoder
+from vadindex.errors import InputError
+from vadindex.ingest import BuildSummary, build_index
+from vadindex.store import IndexManifest, IndexSnapshot, open_index
+
+
+class VideoIndex:
+    """An index folder: build it once, then search and detect without touching the videos again.
+
+    Example::
+
+        from vadindex import VideoIndex
+
+        VideoIndex.build(["videos/"], "indexes/cams", model="ViT-B-32")
+        idx = VideoIndex("indexes/cams")
+        idx.query("a person climbing a fence", k=5)
+        result = idx.detect("people fighting; a car crash")
+        result.videos
+    """
+
+    def __init__(self, path: str | os.PathLike[str], device: str = DEFAULT_DEVICE) -> None:
+        self.path = Path(path).expanduser()
+        self.device = device
+        self._snap: IndexSnapshot | None = None
+        self._encoder: Encoder | None = None
+
+    @classmethod
+    def build(cls, sources: list[str | os.PathLike[str]], index: str | os.PathLike[str], **options: Any) -> VideoIndex:
+        """Index videos (see :func:`vadindex.ingest.build_index` for options); returns the index.
+
+        The build summary is available as ``VideoIndex.last_build``.
+        """
+        options.setdefault("progress", False)
+        summary = build_index(sources, index, **options)
+        out = cls(index, options.get("device", DEFAULT_DEVICE))
+        out.last_build = summary
+        return out
+
+    last_build: BuildSummary | None = None
+
+    def add(self, sources: list[str | os.PathLike[str]], **options: Any) -> BuildSummary:
+        """Index more videos into this index (only new ones are encoded)."""
+        options.setdefault("progress", False)
+        if self._encoder is not None:
+            options.setdefault("encoder", self._encoder)
+        self._snap = None
+        return build_index(sources, self.path, **options)
+
+    @property
+    def snapshot(self) -> IndexSnapshot:
+        """The latest committed state (re-read after :meth:`add`)."""
+        if self._snap is None:
+            self._snap = open_index(self.path)
+        return self._snap
+
+    @property
+    def manifest(self) -> IndexManifest:
+        """The index manifest."""
+        return self.snapshot.manifest
+
+    @property
+    def segments(self) -> pd.DataFrame:
+        """Segment metadata; row i describes vector i."""
+        return self.snapshot.segments
+
+    @property
+    def videos(self) -> pd.DataFrame:
+        """One row per video."""
+        return self.snapshot.videos
+
+    @property
+    def encoder(self) -> Encoder:
+        """The index's model, loaded once on first use."""
+        if self._encoder is None:
+            from vadindex.search import load_index_encoder
+
+            self._encoder = load_index_encoder(self.snapshot, self.device)
+        return self._encoder
+
+    def query(
+        self,
+        text: str | None = None,
+        *,
+        image: str | os.PathLike[str] | None = None,
+        k: int = DEFAULT_TOP_K_RESULTS,
+        video: str | None = None,
+    ) -> pd.DataFrame:
+        """Segments most similar to a text or an example image, best first."""
+        from vadindex.search import encode_query_image, search_vector
+
+        if (text is None) == (image is None):
+            raise InputError("give either a text or an image to query")
+        if text is not None and not text.strip():
+            raise InputError("empty query text")
+        if k < 1:
+            raise InputError(f"-k must be at least 1, got {k}")
+        vector: np.ndarray = (
+            self.encoder.encode_texts([text])[0] if text is not None else encode_query_image(self.encoder, image)  # type: ignore[arg-type]
+        )
+        return search_vector(self.snapshot, vector, k, video)
+
+    def detect(self, prompts: str | list[str], **options: Any) -> DetectResult:
+        """Score and decide every segment and video (see :func:`vadindex.detect.detect`)."""
+        options.setdefault("encoder", self.encoder)
+        return detect(self.snapshot, prompts, **options)

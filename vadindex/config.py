@@ -1,0 +1,61 @@
+"""One source of defaults for every option, shared by the CLI, config files and the Python API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Sampling rate of frames fed to the encoder. Four frames per second sees every event that lasts
+#: longer than a quarter of a second and costs four encoder passes per second of video.
+DEFAULT_FPS = 4.0
+#: Segment length in seconds. One second gives one-second temporal resolution for detection (close
+#: to the 16-frame clips used on UCF-Crime and XD-Violence) and averages four frames per segment.
+DEFAULT_SEGMENT_SECONDS = 1.0
+#: A trailing partial segment is kept when it is at least this fraction of a full segment.
+DEFAULT_MIN_TAIL_FRACTION = 0.5
+
+DEFAULT_MODEL = "ViT-B-32"
+#: Pretrained tag used when ``--pretrained`` is not given, per model; other open_clip models use
+#: their first listed tag.
+DEFAULT_PRETRAINED = {"ViT-B-32": "laion2b_s34b_b79k"}
+DEFAULT_DEVICE = "auto"
+DEFAULT_BATCH_SIZE = 64
+#: Videos per commit during a build: a crash loses at most this many videos' work.
+DEFAULT_COMMIT_EVERY = 16
+
+DEFAULT_TOP_K_RESULTS = 10
+
+DEFAULT_RULE = "threshold"
+DEFAULT_SEGMENT_THRESHOLD = 0.5
+DEFAULT_PROMPT_TOP_K = 3
+DEFAULT_VIDEO_RATIO = 0.1
+
+VIDEO_EXTENSIONS = (
+    ".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp",
+)
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How frames are sampled and grouped into segments; stored in the index manifest."""
+
+    fps: float = DEFAULT_FPS
+    segment_seconds: float = DEFAULT_SEGMENT_SECONDS
+    min_tail_fraction: float = DEFAULT_MIN_TAIL_FRACTION
+
+    @property
+    def frames_per_segment(self) -> int:
+        """Sampled frames in one full segment."""
+        return max(1, round(self.fps * self.segment_seconds))
+
+    def validate(self) -> None:
+        """Raise ``InputError`` for settings that cannot produce segments."""
+        from vadindex.errors import InputError
+
+        if not self.fps > 0:
+            raise InputError(f"--fps must be positive, got {self.fps}")
+        if not self.segment_seconds > 0:
+            raise InputError(f"--segment-seconds must be positive, got {self.segment_seconds}")
+        if self.fps * self.segment_seconds < 1:
+            raise InputError(
+                f"--segment-seconds {self.segment_seconds} at --fps {self.fps} samples no frame per segment"
+            )

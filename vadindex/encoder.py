@@ -1,0 +1,321 @@
+"""CLIP image and text encoders behind a small interface, with open_clip as the implementation."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlparse
+
+import numpy as np
+
+from vadindex.config import DEFAULT_PRETRAINED
+from vadindex.errors import InputError, ModelError
+
+log = logging.getLogger("vadindex")
+
+#: Model configs that ship inside the package (open_clip format), with optional weights beside them.
+MODELS_DIR = Path(__file__).parent / "models"
+#: ``--pretrained`` value that builds the model with seeded random weights (tests, benchmarks).
+RANDOM = "random"
+#: ``--pretrained`` value for a built-in model's shipped weights.
+BUILTIN = "builtin"
+_RANDOM_SEED = 0
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a model is, as stored in an index manifest; indexes refuse queries from another model."""
+
+    model: str
+    pretrained: str
+    checkpoint_sha256: str | None = None
+
+    def same_as(self, other: ModelIdentity) -> bool:
+        """True when both name the same architecture and the same weights."""
+        if self.model != other.model:
+            return False
+        if self.checkpoint_sha256 or other.checkpoint_sha256:
+            return self.checkpoint_sha256 == other.checkpoint_sha256
+        return self.pretrained == other.pretrained
+
+    def describe(self) -> str:
+        """Human-readable name, e.g. ``ViT-B-32 (laion2b_s34b_b79k)``."""
+        return f"{self.model} ({self.pretrained})"
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Anything that maps frames and texts into one L2-normalised embedding space."""
+
+    identity: ModelIdentity
+    dim: int
+    image_size: int
+    logit_scale: float
+
+    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+        """Embed ``(n, S, S, 3)`` uint8 RGB frames; returns ``(n, dim)`` float32 unit vectors."""
+        ...
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Embed texts; returns ``(n, dim)`` float32 unit vectors."""
+        ...
+
+
+def resolve_device(device: str) -> str:
+    """Turn ``auto`` into the best available torch device and check an explicit one exists."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: CUDA is not available on this machine")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError("--device mps: MPS is not available on this machine")
+    if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        raise InputError(f"--device {device}: expected auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def register_builtin_models() -> None:
+    """Make the package's own model configs (``vadindex-*``) known to open_clip."""
+    import open_clip
+
+    known = set(open_clip.list_models())
+    for cfg in sorted(MODELS_DIR.glob("*.json")):
+        if cfg.stem not in known:
+            open_clip.add_model_config(cfg)
+
+
+def builtin_weights(model: str) -> Path | None:
+    """The weights file shipped for a built-in model, if any."""
+    path = MODELS_DIR / f"{model}.safetensors"
+    return path if path.is_file() else None
+
+
+def default_pretrained(model: str) -> str:
+    """The weights used when ``--pretrained`` is not given."""
+    if (MODELS_DIR / f"{model}.json").is_file():
+        return BUILTIN if builtin_weights(model) else RANDOM
+    if model in DEFAULT_PRETRAINED:
+        return DEFAULT_PRETRAINED[model]
+    import open_clip
+
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    return tags[0] if tags else RANDOM
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _hub_reachable(url: str, timeout: float = 3.0) -> bool:
+    """One quick TCP connection to the weights host, instead of a minute of download retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    host = urlparse(url).hostname
+    if not host:
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _cached_pretrained(cfg: dict[str, Any]) -> str | None:
+    """The local path of a tag's weights when they are already in a cache, else ``None``."""
+    if cfg.get("file"):
+        return cfg["file"]
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import hf_hub_download
+
+        repo, filename = os.path.split(hub)
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        if filename.endswith((".bin", ".pth")):
+            names.insert(0, filename[:-4] + ".safetensors")
+        for name in names:
+            try:
+                return hf_hub_download(repo_id=repo, filename=name, local_files_only=True)
+            except Exception:  # noqa: BLE001 - any miss means "not cached"
+                continue
+    url = cfg.get("url", "")
+    if url:
+        target = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+        if target.is_file():
+            return str(target)
+    return None
+
+
+def resolve_weights(model: str, pretrained: str) -> tuple[Path | None, ModelIdentity]:
+    """Find the weights file for ``model``/``pretrained``, downloading only when the host answers.
+
+    Returns:
+        The checkpoint path (``None`` for random weights) and the identity to store in manifests.
+    """
+    import open_clip
+
+    if pretrained == RANDOM:
+        return None, ModelIdentity(model, RANDOM)
+    if pretrained == BUILTIN:
+        path = builtin_weights(model)
+        if path is None:
+            raise ModelError(f"model {model!r} ships no weights; use --pretrained random or a checkpoint path")
+        return path, ModelIdentity(model, BUILTIN, sha256_file(path))
+    as_path = Path(pretrained).expanduser()
+    if as_path.suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt") or as_path.exists():
+        if not as_path.is_file():
+            raise ModelError(f"checkpoint {pretrained}: no such file")
+        return as_path, ModelIdentity(model, f"file:{as_path.name}", sha256_file(as_path))
+    cfg = open_clip.get_pretrained_cfg(model, pretrained)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(model)
+        raise ModelError(
+            f"unknown pretrained tag {pretrained!r} for model {model}; known tags: "
+            f"{', '.join(tags) or 'none'} (or pass 'random' or a checkpoint path)"
+        )
+    identity = ModelIdentity(model, pretrained)
+    cached = _cached_pretrained(cfg)
+    if cached:
+        return Path(cached), identity
+    from huggingface_hub import constants
+
+    url = constants.ENDPOINT if cfg.get("hf_hub") else cfg.get("url", "")
+    if not _hub_reachable(url):
+        raise ModelError(
+            f"weights for {model} ({pretrained}) are not in the local cache and {urlparse(url).hostname} "
+            "cannot be reached; download them on a connected machine (they are cached under "
+            "~/.cache/huggingface) or pass a local file with --pretrained /path/to/open_clip_model.safetensors"
+        )
+    try:
+        return Path(open_clip.download_pretrained(cfg)), identity
+    except Exception as exc:  # noqa: BLE001 - network and hub errors come in many types
+        raise ModelError(f"cannot download weights for {model} ({pretrained}): {exc}") from None
+
+
+class OpenClipEncoder:
+    """An open_clip CLIP model as an :class:`Encoder`.
+
+    Images are normalised with the model's own mean and std in one batched step on the device,
+    then encoded under ``torch.inference_mode`` (and fp16 autocast on CUDA).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, identity: ModelIdentity, device: str) -> None:
+        import open_clip
+        import torch
+
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.identity = identity
+        self.device = device
+        pp = open_clip.get_model_preprocess_cfg(model)
+        size = pp.get("size", getattr(model.visual, "image_size", 224))
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        self._mean = torch.tensor(pp.get("mean", open_clip.OPENAI_DATASET_MEAN), device=device).view(1, 3, 1, 1)
+        self._std = torch.tensor(pp.get("std", open_clip.OPENAI_DATASET_STD), device=device).view(1, 3, 1, 1)
+        with torch.no_grad():
+            self.logit_scale = float(model.logit_scale.exp().item())
+            probe = self.encode_texts(["a"])
+        self.dim = int(probe.shape[1])
+
+    def _autocast(self) -> Any:
+        import contextlib
+
+        import torch
+
+        if self.device.startswith("cuda"):
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+        """Embed ``(n, S, S, 3)`` uint8 RGB frames; returns ``(n, dim)`` float32 unit vectors."""
+        import torch
+
+        if len(pixels) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with torch.inference_mode(), self._autocast():
+            x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)
+            x = (x - self._mean) / self._std
+            emb = self.model.encode_image(x).float()
+            emb = torch.nn.functional.normalize(emb, dim=-1)
+        return emb.cpu().numpy()
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Embed texts; returns ``(n, dim)`` float32 unit vectors."""
+        import torch
+
+        out = []
+        with torch.inference_mode(), self._autocast():
+            for i in range(0, len(texts), 256):
+                tokens = self.tokenizer(texts[i : i + 256]).to(self.device)
+                emb = self.model.encode_text(tokens).float()
+                out.append(torch.nn.functional.normalize(emb, dim=-1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+
+
+def load_encoder(model: str, pretrained: str | None = None, device: str = "auto") -> OpenClipEncoder:
+    """Build an open_clip model with its weights and wrap it as an :class:`Encoder`.
+
+    Args:
+        model: an open_clip architecture (``ViT-B-32``) or a built-in one (``vadindex-tiny``).
+        pretrained: an open_clip tag, a local checkpoint path, ``builtin`` or ``random``;
+            ``None`` picks the model's default.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    Returns:
+        The encoder, in eval mode on ``device``.
+    """
+    import open_clip
+    import torch
+
+    register_builtin_models()
+    if model not in open_clip.list_models():
+        raise ModelError(f"unknown model {model!r}; see `python -c 'import open_clip; print(open_clip.list_models())'`")
+    pretrained = pretrained or default_pretrained(model)
+    device = resolve_device(device)
+    path, identity = resolve_weights(model, pretrained)
+    if identity.pretrained == RANDOM:
+        log.warning(
+            "RANDOM WEIGHTS: %s is using random weights (--pretrained random); embeddings and results "
+            "carry no meaning: use this only for tests and benchmarks",
+            model,
+        )
+    root = logging.getLogger()
+    quiet = logging.Filter()
+    quiet.filter = lambda record: "No pretrained weights loaded" not in record.getMessage()  # type: ignore[method-assign]
+    root.addFilter(quiet)  # we load weights ourselves below; open_clip's notice would mislead
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_RANDOM_SEED)  # the same "random" model in every process
+            clip = open_clip.create_model(model, pretrained=None, device="cpu")
+    finally:
+        root.removeFilter(quiet)
+    if path is not None:
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                state = {k: v.float() for k, v in load_file(str(path)).items()}
+                clip.load_state_dict(state, strict=True)
+            else:
+                open_clip.load_checkpoint(clip, str(path), weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - corrupt files raise many types
+            raise ModelError(f"cannot load checkpoint {path} into {model}: {str(exc).splitlines()[0]}") from None
+    clip = clip.to(device)
+    tokenizer = open_clip.get_tokenizer(model)
+    return OpenClipEncoder(clip, tokenizer, identity, device)

@@ -1,0 +1,363 @@
+"""Ingestion: per-video units of work (decode, sample, encode, segment) and one committer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vadindex.config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_COMMIT_EVERY,
+    DEFAULT_DEVICE,
+    DEFAULT_FPS,
+    DEFAULT_MODEL,
+    DEFAULT_SEGMENT_SECONDS,
+    SamplingSettings,
+)
+from vadindex.decode import SampledVideo
+from vadindex.encoder import Encoder
+from vadindex.errors import InputError, VadindexError, VideoError
+from vadindex.segment import build_segments
+from vadindex.sources import VideoSource, collect_sources, fingerprint
+from vadindex.store import MANIFEST, IndexWriter, PendingVideo, read_manifest
+
+log = logging.getLogger("vadindex")
+
+#: A decoder that produces no batch for this long is abandoned (a file that hangs FFmpeg).
+DEFAULT_STALL_TIMEOUT = 120.0
+#: Commit at least this often (seconds) while videos are pending, whatever ``commit_every`` says.
+COMMIT_INTERVAL = 60.0
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    """What a build did."""
+
+    index: str
+    videos_added: int
+    videos_skipped: int
+    segments_added: int
+    frames_encoded: int
+    failures: tuple[tuple[str, str], ...]
+    seconds: float
+    total_videos: int
+    total_segments: int
+    model: str
+
+    @property
+    def frames_per_second(self) -> float:
+        """Frames encoded per wall-clock second, decoding and storage included."""
+        return self.frames_encoded / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "index": self.index,
+            "model": self.model,
+            "videos_added": self.videos_added,
+            "videos_skipped": self.videos_skipped,
+            "segments_added": self.segments_added,
+            "frames_encoded": self.frames_encoded,
+            "failures": [{"path": p, "reason": r} for p, r in self.failures],
+            "seconds": round(self.seconds, 3),
+            "frames_per_second": round(self.frames_per_second, 2),
+            "total_videos": self.total_videos,
+            "total_segments": self.total_segments,
+        }
+
+
+def _prefetch(source: Iterator[np.ndarray], depth: int, stall_timeout: float, path: Path) -> Iterator[np.ndarray]:
+    """Run ``source`` in a thread so decoding overlaps encoding; give up on a stalled decoder."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("done", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(("error", exc))
+
+    thread = threading.Thread(target=work, name=f"decode:{path.name}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                kind, value = q.get(timeout=stall_timeout)
+            except queue.Empty:
+                raise VideoError(str(path), f"decoder stalled for {stall_timeout:.0f} s; abandoned") from None
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+
+
+def ingest_video(
+    source: VideoSource,
+    encoder: Encoder,
+    settings: SamplingSettings,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    video_id: str | None = None,
+) -> PendingVideo:
+    """Decode, sample, encode and segment one video: the independent unit of ingestion work.
+
+    Args:
+        source: the video.
+        encoder: the image encoder.
+        settings: sampling settings.
+        batch_size: frames per encoder batch.
+        stall_timeout: seconds without a decoded batch before the file is abandoned.
+        video_id: the content fingerprint, if already computed.
+
+    Returns:
+        The video's metadata, segment rows, segment vectors and frame vectors, ready to commit.
+
+    Raises:
+        VideoError: the video cannot be decoded or is shorter than one segment.
+    """
+    path = source.path
+    sampled = SampledVideo(path, settings.fps, encoder.image_size, batch_size)
+    blocks = [encoder.encode_images(batch) for batch in _prefetch(sampled.batches(), 2, stall_timeout, path)]
+    info = sampled.info
+    assert info is not None
+    frame_vectors = np.concatenate(blocks) if blocks else np.zeros((0, encoder.dim), np.float32)
+    segments = build_segments(sampled.frame_times, len(frame_vectors), info.duration, settings)
+    if not segments:
+        raise VideoError(
+            str(path), f"{info.duration:.2f} s long, shorter than one segment ({settings.segment_seconds:g} s)"
+        )
+    frame_vectors = frame_vectors[: segments[-1].sample_end]
+    seg_vectors = np.stack([frame_vectors[s.sample_start : s.sample_end].mean(axis=0) for s in segments])
+    seg_vectors /= np.maximum(np.linalg.norm(seg_vectors, axis=1, keepdims=True), 1e-12)
+    vid = video_id or fingerprint(path)
+    rows = pd.DataFrame(
+        {
+            "video_id": vid,
+            "video": source.video,
+            "segment": np.array([s.index for s in segments], dtype=np.int32),
+            "start": [s.start for s in segments],
+            "end": [s.end for s in segments],
+            "start_frame": np.array([s.start_frame for s in segments], dtype=np.int64),
+            "end_frame": np.array([s.end_frame for s in segments], dtype=np.int64),
+            "frame_row": np.array([s.sample_start for s in segments], dtype=np.int64),
+            "n_frames": np.array([s.sample_end - s.sample_start for s in segments], dtype=np.int32),
+            "label": pd.array([source.label] * len(segments), dtype="Int8"),
+            "class": pd.array([source.cls] * len(segments), dtype="string"),
+        }
+    )
+    video = {
+        "video_id": vid,
+        "video": source.video,
+        "path": str(path.absolute()),
+        "label": source.label,
+        "class": source.cls,
+        "duration": info.duration,
+        "n_frames": info.n_frames,
+        "width": info.width,
+        "height": info.height,
+        "codec": info.codec,
+        "n_segments": len(segments),
+        "warning": info.warning,
+    }
+    return PendingVideo(video, rows, seg_vectors.astype(np.float32), frame_vectors.astype(np.float16))
+
+
+@dataclass
+class _Progress:
+    """A tqdm bar over videos, or nothing."""
+
+    total: int
+    enabled: bool
+    bar: Any = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, unit="video", desc="indexing", dynamic_ncols=True)
+
+    def update(self, frames: int, seconds: float, name: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{frames / max(seconds, 1e-9):.1f} frames/s {name[-30:]}")
+            self.bar.update(1)
+
+    def write(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.write(message)
+        else:
+            log.warning(message)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def build_index(
+    sources: list[str | os.PathLike[str]],
+    index: str | os.PathLike[str],
+    *,
+    manifest: str | os.PathLike[str] | None = None,
+    model: str | None = None,
+    pretrained: str | None = None,
+    device: str = DEFAULT_DEVICE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    fps: float | None = None,
+    segment_seconds: float | None = None,
+    commit_every: int = DEFAULT_COMMIT_EVERY,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    progress: bool = True,
+    encoder: Encoder | None = None,
+    on_failure: Callable[[str, str], None] | None = None,
+) -> BuildSummary:
+    """Index videos: decode, sample, encode and store every segment; skip videos already indexed.
+
+    When the index exists, its model and sampling are used unless given; giving different ones is
+    refused. A video that cannot be read is reported and skipped; the build goes on.
+
+    Args:
+        sources: video files and folders.
+        index: the index folder (created if missing).
+        manifest: optional manifest CSV (path, label, class).
+        model: open_clip architecture; default the index's, else ``ViT-B-32``.
+        pretrained: open_clip tag, checkpoint path, ``builtin`` or ``random``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        batch_size: frames per encoder batch.
+        fps: frames sampled per second.
+        segment_seconds: segment length.
+        commit_every: videos per commit.
+        stall_timeout: seconds a decoder may produce nothing before its file is abandoned.
+        progress: show a progress bar.
+        encoder: an already-loaded encoder (overrides ``model``/``pretrained``/``device``).
+        on_failure: called with ``(path, reason)`` for each video that fails.
+
+    Returns:
+        A :class:`BuildSummary`.
+    """
+    t_start = time.perf_counter()
+    index_path = Path(index).expanduser()
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    existing = read_manifest(index_path) if (index_path / MANIFEST).exists() else None
+    if existing is not None:
+        model = model or existing.model
+        if pretrained is None and model == existing.model:
+            pretrained = existing.pretrained_path or existing.pretrained
+            if pretrained.startswith("file:"):
+                raise InputError(
+                    f"{index_path}: built from checkpoint {pretrained[5:]}; pass it again with --pretrained PATH"
+                )
+        fps = fps if fps is not None else existing.sampling["fps"]
+        segment_seconds = segment_seconds if segment_seconds is not None else existing.sampling["segment_seconds"]
+    settings = SamplingSettings(
+        fps=fps if fps is not None else DEFAULT_FPS,
+        segment_seconds=segment_seconds if segment_seconds is not None else DEFAULT_SEGMENT_SECONDS,
+    )
+    settings.validate()
+    videos, failures = collect_sources(sources, manifest)
+    if not videos:
+        detail = "; ".join(f"{p}: {r}" for p, r in failures) or "no sources given"
+        raise InputError(f"no videos to index ({detail})")
+    if encoder is None:
+        from vadindex.encoder import load_encoder
+
+        encoder = load_encoder(model or DEFAULT_MODEL, pretrained, device)
+    pretrained_path = None
+    if encoder.identity.pretrained.startswith("file:") and pretrained:
+        pretrained_path = str(Path(pretrained).expanduser().absolute())
+    sampling = {
+        "fps": settings.fps,
+        "segment_seconds": settings.segment_seconds,
+        "min_tail_fraction": settings.min_tail_fraction,
+    }
+    failures = list(failures)
+    if on_failure:
+        for p, r in failures:
+            on_failure(p, r)
+    added = skipped = segments_added = frames = 0
+    writer = IndexWriter(
+        index_path, encoder.identity, encoder.dim, encoder.logit_scale, sampling, pretrained_path=pretrained_path
+    )
+    with writer:
+        bar = _Progress(len(videos), progress)
+        last_commit = time.perf_counter()
+        try:
+            for src in videos:
+                t_video = time.perf_counter()
+                try:
+                    vid = fingerprint(src.path)
+                    if writer.has_video(vid):
+                        skipped += 1
+                        bar.update(0, 1.0, src.video)
+                        continue
+                    item = ingest_video(src, encoder, settings, batch_size, stall_timeout, vid)
+                except (VideoError, OSError) as exc:
+                    reason = exc.reason if isinstance(exc, VideoError) else (exc.strerror or str(exc))
+                    failures.append((str(src.path), reason))
+                    bar.write(f"skipped {src.path}: {reason}")
+                    if on_failure:
+                        on_failure(str(src.path), reason)
+                    bar.update(0, 1.0, src.video)
+                    continue
+                except VadindexError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one bad video never stops a build
+                    log.debug("unexpected error on %s", src.path, exc_info=True)
+                    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    failures.append((str(src.path), reason))
+                    bar.write(f"skipped {src.path}: {reason}")
+                    if on_failure:
+                        on_failure(str(src.path), reason)
+                    bar.update(0, 1.0, src.video)
+                    continue
+                writer.add(item)
+                added += 1
+                segments_added += len(item.segments)
+                frames += len(item.frame_vectors)
+                bar.update(len(item.frame_vectors), time.perf_counter() - t_video, src.video)
+                if writer.pending >= commit_every or time.perf_counter() - last_commit > COMMIT_INTERVAL:
+                    writer.commit()
+                    last_commit = time.perf_counter()
+        except KeyboardInterrupt:
+            writer.commit()  # keep what is finished
+            raise
+        finally:
+            bar.close()
+        writer.commit()
+        writer.write_failures(failures)
+        manifest_now = writer.manifest
+        assert manifest_now is not None
+    return BuildSummary(
+        index=str(index_path),
+        videos_added=added,
+        videos_skipped=skipped,
+        segments_added=segments_added,
+        frames_encoded=frames,
+        failures=tuple(failures),
+        seconds=time.perf_counter() - t_start,
+        total_videos=manifest_now.n_videos,
+        total_segments=manifest_now.n_segments,
+        model=encoder.identity.describe(),
+    )

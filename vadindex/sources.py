@@ -1,0 +1,129 @@
+"""Find the videos to index: files, folders (recursive) and manifest CSVs with labels and classes."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vadindex.config import VIDEO_EXTENSIONS
+from vadindex.errors import InputError
+
+_NORMAL = {"normal", "0", "false", "no", "negative", "neg"}
+_ANOMALY = {"anomaly", "anomalous", "abnormal", "1", "true", "yes", "positive", "pos"}
+_NORMAL_CLASSES = {"normal", "normal_videos", "normal_videos_event", "testing_normal_videos_anomaly", "none", ""}
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """One video to index, with its ground truth when the user supplied it."""
+
+    path: Path
+    video: str
+    label: int | None = None
+    cls: str | None = None
+
+
+def parse_label(value: str | None, where: str) -> int | None:
+    """``normal``/``anomaly`` or ``0``/``1`` (and a few synonyms) to 0/1; empty to ``None``."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text in ("", "nan", "none"):
+        return None
+    if text in _NORMAL:
+        return 0
+    if text in _ANOMALY:
+        return 1
+    raise InputError(f"{where}: label {value!r} is not one of normal, anomaly, 0, 1")
+
+
+def read_manifest_csv(path: Path) -> list[VideoSource]:
+    """Read a manifest CSV with a ``path`` column and optional ``label`` and ``class`` columns.
+
+    Relative paths are taken relative to the manifest's folder. A row with a class but no label is
+    labelled normal when the class says so (``Normal``, ``Normal_Videos``...) and anomalous otherwise.
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: manifest not found")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: not a readable CSV manifest ({exc})") from None
+    if "path" not in fields:
+        raise InputError(f"{path}: manifest needs a 'path' column (found: {', '.join(fields) or 'no header'})")
+    sources = []
+    for line, row in enumerate(rows, start=2):
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
+        where = f"{path} line {line}"
+        if not row.get("path"):
+            raise InputError(f"{where}: empty path")
+        label = parse_label(row.get("label"), where)
+        cls = row.get("class") or None
+        if label is None and cls is not None:
+            label = 0 if cls.lower() in _NORMAL_CLASSES else 1
+        video_path = Path(row["path"]).expanduser()
+        if not video_path.is_absolute():
+            video_path = path.parent / video_path
+        sources.append(VideoSource(video_path, row["path"], label, cls))
+    return sources
+
+
+def is_video_file(path: Path) -> bool:
+    """True for a file whose extension is a known video container."""
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def collect_sources(
+    paths: list[str | os.PathLike[str]], manifest: str | os.PathLike[str] | None = None
+) -> tuple[list[VideoSource], list[tuple[str, str]]]:
+    """Expand files, folders and a manifest into a de-duplicated list of videos.
+
+    Args:
+        paths: video files and folders (searched recursively for video extensions).
+        manifest: optional manifest CSV.
+
+    Returns:
+        The videos, and ``(path, reason)`` for each source that does not exist.
+    """
+    found: list[VideoSource] = []
+    problems: list[tuple[str, str]] = []
+    if manifest is not None:
+        found.extend(read_manifest_csv(Path(manifest).expanduser()))
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            files = sorted(
+                p for p in path.rglob("*") if p.is_file() and is_video_file(p) and not p.name.startswith(".")
+            )
+            if not files:
+                problems.append((str(path), f"folder holds no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...)"))
+            found.extend(VideoSource(f, f.relative_to(path).as_posix()) for f in files)
+        elif path.is_file() or path.is_symlink():
+            found.append(VideoSource(path, path.as_posix()))
+        else:
+            problems.append((str(path), "no such file or folder"))
+    unique: dict[str, VideoSource] = {}
+    for src in found:
+        key = os.path.realpath(src.path)
+        if key not in unique:
+            unique[key] = src
+    return list(unique.values()), problems
+
+
+def fingerprint(path: Path, block: int = 1 << 20) -> str:
+    """A content id for a video: SHA-256 of its size, first and last MiB (cheap on huge files)."""
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    digest.update(str(size).encode())
+    with open(path, "rb") as fh:
+        digest.update(fh.read(block))
+        if size > 2 * block:
+            fh.seek(size - block)
+            digest.update(fh.read(block))
+    return digest.hexdigest()[:20]

@@ -1,0 +1,543 @@
+"""The index on disk: a FAISS index, Parquet metadata and a JSON manifest, written atomically.
+
+Layout of an index folder::
+
+    manifest.json                 commit point: format version, model, sampling, counts, file names
+    index.g<N>.faiss              FAISS inner-product index over the segment vectors (float32)
+    videos.g<N>.parquet           one row per video
+    parts/<P>.segments.parquet    row i describes segment vector i of the part
+    parts/<P>.vectors.npy         segment embeddings, float16, L2-normalised (source of truth)
+    parts/<P>.frames.npy          frame embeddings, float16, L2-normalised
+    failures.csv                  videos the last build could not index, with the reason
+    .lock                         held (flock) by the one writer
+
+Parts are append-only: each commit adds one part and rewrites only the FAISS file and the video
+table under a new generation number, then replaces ``manifest.json``. Everything is written to a
+temporary file in the same folder and moved into place with ``os.replace``; the manifest goes last,
+so a crash at any moment leaves the previous commit intact. Files of a newer generation than the
+manifest are leftovers of a crash and are removed by the next writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vadindex import __version__
+from vadindex.encoder import ModelIdentity
+from vadindex.errors import StoreError
+
+log = logging.getLogger("vadindex")
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+FAILURES = "failures.csv"
+METRIC = "inner_product"
+
+SEGMENT_COLUMNS = [
+    "video_id", "video", "segment", "start", "end", "start_frame", "end_frame",
+    "frame_row", "n_frames", "label", "class",
+]  # fmt: skip
+VIDEO_COLUMNS = [
+    "video_id", "video", "path", "label", "class", "duration", "n_frames", "width", "height",
+    "codec", "n_segments", "first_row", "warning", "added",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Part:
+    """One commit's worth of segments and frames."""
+
+    name: str
+    segments: int
+    frames: int
+
+
+@dataclass(frozen=True)
+class IndexManifest:
+    """The JSON manifest of an index: what is in it and how it was made."""
+
+    format_version: int
+    generation: int
+    model: str
+    pretrained: str
+    checkpoint_sha256: str | None
+    dim: int
+    logit_scale: float
+    sampling: dict[str, float]
+    metric: str = METRIC
+    index_type: str = "flat"
+    n_videos: int = 0
+    n_segments: int = 0
+    n_frames: int = 0
+    faiss_file: str = ""
+    videos_file: str = ""
+    parts: tuple[Part, ...] = ()
+    created: str = ""
+    updated: str = ""
+    vadindex_version: str = __version__
+    pretrained_path: str | None = None
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """The model the index was built with."""
+        return ModelIdentity(self.model, self.pretrained, self.checkpoint_sha256)
+
+    def to_json(self) -> str:
+        """Serialise, parts as a list of objects."""
+        data = asdict(self)
+        data["parts"] = [asdict(p) for p in self.parts]
+        return json.dumps(data, indent=2, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str, where: Path) -> IndexManifest:
+        """Parse a manifest, refusing formats newer than this code."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"{where}: manifest is not valid JSON ({exc.msg})") from None
+        version = data.get("format_version")
+        if not isinstance(version, int):
+            raise StoreError(f"{where}: manifest has no format_version; not a vadindex index")
+        if version > FORMAT_VERSION:
+            raise StoreError(
+                f"{where}: index format {version} is newer than this vadindex supports ({FORMAT_VERSION}); "
+                "upgrade vadindex (pip install -U vadindex)"
+            )
+        known = {f for f in cls.__dataclass_fields__}
+        try:
+            data["parts"] = tuple(Part(**p) for p in data.get("parts", []))
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise StoreError(f"{where}: manifest is incomplete ({exc})") from None
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_text_atomic(target: Path, text: str) -> None:
+    """Write ``text`` to ``target`` atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _save_npy(target: Path, array: np.ndarray) -> None:
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+
+
+def _save_parquet(target: Path, frame: pd.DataFrame) -> None:
+    with atomic_path(target) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def read_manifest(path: Path) -> IndexManifest:
+    """Read ``path/manifest.json``; a clear error when the folder is not an index."""
+    if not path.exists():
+        raise StoreError(f"{path}: no such index (build one with `vadindex build SOURCES --index {path}`)")
+    if not path.is_dir():
+        raise StoreError(f"{path}: not an index folder")
+    manifest = path / MANIFEST
+    if not manifest.exists():
+        raise StoreError(f"{path}: not a vadindex index (no {MANIFEST}); build one with `vadindex build`")
+    return IndexManifest.from_json(manifest.read_text(encoding="utf-8"), path)
+
+
+class IndexSnapshot:
+    """A read-only view of one committed generation of an index."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        self._segments: pd.DataFrame | None = None
+        self._videos: pd.DataFrame | None = None
+        self._faiss: Any = None
+
+    @property
+    def segments(self) -> pd.DataFrame:
+        """Segment metadata; row i describes vector i."""
+        if self._segments is None:
+            files = [self.path / "parts" / f"{p.name}.segments.parquet" for p in self.manifest.parts]
+            frames = [self._read_parquet(f) for f in files]
+            self._segments = (
+                pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SEGMENT_COLUMNS)
+            )
+            if len(self._segments) != self.manifest.n_segments:
+                raise StoreError(
+                    f"{self.path}: {len(self._segments)} segment rows but the manifest says "
+                    f"{self.manifest.n_segments}; run `vadindex check {self.path}`"
+                )
+        return self._segments
+
+    @property
+    def videos(self) -> pd.DataFrame:
+        """One row per indexed video."""
+        if self._videos is None:
+            if not self.manifest.videos_file:
+                self._videos = pd.DataFrame(columns=VIDEO_COLUMNS)
+            else:
+                self._videos = self._read_parquet(self.path / self.manifest.videos_file)
+        return self._videos
+
+    def _read_parquet(self, file: Path) -> pd.DataFrame:
+        try:
+            return pd.read_parquet(file)
+        except FileNotFoundError:
+            raise StoreError(f"{file}: missing from the index; run `vadindex check {self.path}`") from None
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for damaged files
+            raise StoreError(f"{file}: unreadable ({str(exc).splitlines()[0]})") from None
+
+    def _load_npy(self, file: Path) -> np.ndarray:
+        try:
+            return np.load(file, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise StoreError(f"{file}: missing from the index; run `vadindex check {self.path}`") from None
+        except ValueError as exc:
+            raise StoreError(f"{file}: unreadable ({exc})") from None
+
+    def iter_vectors(self, chunk: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first_row, float16 block)`` over all segment vectors, memory-mapped."""
+        row = 0
+        for part in self.manifest.parts:
+            vectors = self._load_npy(self.path / "parts" / f"{part.name}.vectors.npy")
+            for i in range(0, len(vectors), chunk):
+                yield row + i, vectors[i : i + chunk]
+            row += len(vectors)
+
+    def vectors(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Segment vectors as float32, all of them or the given rows."""
+        out = []
+        for first, block in self.iter_vectors():
+            if rows is None:
+                out.append(np.asarray(block, dtype=np.float32))
+            else:
+                sel = rows[(rows >= first) & (rows < first + len(block))] - first
+                out.append(np.asarray(block[sel], dtype=np.float32))
+        if not out:
+            return np.zeros((0, self.manifest.dim), dtype=np.float32)
+        stacked = np.concatenate(out)
+        if rows is not None:
+            # Rows were gathered in sorted order; put them back in the caller's order.
+            order = np.argsort(np.argsort(rows, kind="stable"), kind="stable")
+            stacked = stacked[order]
+        return stacked
+
+    def frame_vectors(self) -> np.ndarray:
+        """All frame embeddings (float16, memory-mapped parts concatenated)."""
+        blocks = [self._load_npy(self.path / "parts" / f"{p.name}.frames.npy") for p in self.manifest.parts]
+        if not blocks:
+            return np.zeros((0, self.manifest.dim), dtype=np.float16)
+        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+    def faiss_index(self) -> Any:
+        """The FAISS index, memory-mapped read-only."""
+        if self._faiss is None:
+            import faiss
+
+            file = self.path / self.manifest.faiss_file
+            if not file.exists():
+                raise StoreError(f"{file}: missing from the index; run `vadindex check {self.path}`")
+            try:
+                self._faiss = faiss.read_index(str(file), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            except RuntimeError as exc:
+                raise StoreError(f"{file}: unreadable FAISS index ({str(exc).splitlines()[0]})") from None
+        return self._faiss
+
+
+def open_index(path: str | os.PathLike[str], retries: int = 3) -> IndexSnapshot:
+    """Open the latest committed generation of an index for reading.
+
+    A writer may commit while we read; a file that vanished under us means a newer manifest, so
+    the read is retried.
+    """
+    for attempt in range(retries):
+        snap = IndexSnapshot(Path(path))
+        try:
+            _ = snap.videos
+            return snap
+        except StoreError:
+            if attempt == retries - 1:
+                raise
+            time.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
+class IndexLock:
+    """An exclusive, non-blocking ``flock`` on ``DIR/.lock``; the kernel drops it if the holder dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path / LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`StoreError` naming the holder."""
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StoreError(
+                f"{self.path.parent}: index is being written by {holder}; wait for it to finish "
+                "(only one build may write an index at a time)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Release the lock."""
+        if self._fd is not None:
+            import fcntl
+
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class PendingVideo:
+    """One ingested video waiting for the next commit."""
+
+    video: dict[str, Any]
+    segments: pd.DataFrame
+    segment_vectors: np.ndarray
+    frame_vectors: np.ndarray
+
+
+@dataclass
+class IndexWriter:
+    """The single committer of an index: holds the lock, appends videos, commits atomically."""
+
+    path: Path
+    identity: ModelIdentity
+    dim: int
+    logit_scale: float
+    sampling: dict[str, float]
+    pretrained_path: str | None = None
+    manifest: IndexManifest | None = None
+    _lock: IndexLock | None = None
+    _faiss: Any = None
+    _videos: pd.DataFrame | None = None
+    _known: set[str] = field(default_factory=set)
+    _pending: list[PendingVideo] = field(default_factory=list)
+
+    def __enter__(self) -> IndexWriter:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Lock the folder, load the current commit (or start a new index) and remove crash leftovers."""
+        import faiss
+
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"{self.path}: exists and is not a folder")
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "parts").mkdir(exist_ok=True)
+        self._lock = IndexLock(self.path)
+        self._lock.acquire()
+        try:
+            if (self.path / MANIFEST).exists():
+                snap = IndexSnapshot(self.path)
+                self.manifest = snap.manifest
+                self._check_compatible(snap.manifest)
+                self._videos = snap.videos
+                file = self.path / snap.manifest.faiss_file
+                self._faiss = faiss.read_index(str(file)) if snap.manifest.faiss_file else faiss.IndexFlatIP(self.dim)
+                if self._faiss.ntotal != snap.manifest.n_segments:
+                    raise StoreError(
+                        f"{file}: holds {self._faiss.ntotal} vectors but the manifest says "
+                        f"{snap.manifest.n_segments}; run `vadindex check {self.path}`"
+                    )
+            else:
+                now = _now()
+                self.manifest = IndexManifest(
+                    format_version=FORMAT_VERSION,
+                    generation=0,
+                    model=self.identity.model,
+                    pretrained=self.identity.pretrained,
+                    checkpoint_sha256=self.identity.checkpoint_sha256,
+                    pretrained_path=self.pretrained_path,
+                    dim=self.dim,
+                    logit_scale=self.logit_scale,
+                    sampling=dict(self.sampling),
+                    created=now,
+                    updated=now,
+                )
+                self._videos = pd.DataFrame(columns=VIDEO_COLUMNS)
+                self._faiss = faiss.IndexFlatIP(self.dim)
+            self._known = set(self._videos["video_id"].astype(str))
+            self._remove_leftovers()
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_compatible(self, manifest: IndexManifest) -> None:
+        if not manifest.identity.same_as(self.identity):
+            raise StoreError(
+                f"{self.path}: index was built with {manifest.identity.describe()}, not "
+                f"{self.identity.describe()}; build into a new folder to use another model"
+            )
+        if {k: float(v) for k, v in manifest.sampling.items()} != {k: float(v) for k, v in self.sampling.items()}:
+            raise StoreError(
+                f"{self.path}: index was built with sampling {manifest.sampling}, not {self.sampling}; "
+                "build into a new folder to change sampling"
+            )
+
+    def _remove_leftovers(self) -> None:
+        """Delete files that no committed generation refers to (a crash's half-written work)."""
+        assert self.manifest is not None
+        keep = {MANIFEST, LOCK, FAILURES, self.manifest.faiss_file, self.manifest.videos_file, "parts"}
+        keep |= _previous_generation_files(self.path, self.manifest.generation)
+        for file in self.path.iterdir():
+            if file.name not in keep and file.is_file():
+                log.debug("removing leftover %s", file)
+                file.unlink()
+        names = {p.name for p in self.manifest.parts}
+        for file in (self.path / "parts").iterdir():
+            if file.name.split(".")[0] not in names:
+                log.debug("removing leftover %s", file)
+                file.unlink()
+
+    def has_video(self, video_id: str) -> bool:
+        """True if the video is committed or waiting for the next commit."""
+        return video_id in self._known
+
+    @property
+    def pending(self) -> int:
+        """Videos waiting for the next commit."""
+        return len(self._pending)
+
+    def add(self, item: PendingVideo) -> None:
+        """Queue one ingested video for the next commit."""
+        self._known.add(str(item.video["video_id"]))
+        self._pending.append(item)
+
+    def commit(self) -> None:
+        """Write the queued videos as one new part and a new generation, manifest last."""
+        assert self.manifest is not None and self._videos is not None
+        if not self._pending:
+            return
+        import faiss
+
+        m = self.manifest
+        gen = m.generation + 1
+        part = f"{gen:06d}"
+        row0, frame0 = m.n_segments, m.n_frames
+        seg_frames, seg_vecs, frame_vecs, video_rows = [], [], [], []
+        for item in self._pending:
+            segs = item.segments.copy()
+            segs["frame_row"] = segs["frame_row"] + frame0
+            video = dict(item.video, first_row=row0, added=_now())
+            row0 += len(segs)
+            frame0 += len(item.frame_vectors)
+            seg_frames.append(segs)
+            seg_vecs.append(item.segment_vectors)
+            frame_vecs.append(item.frame_vectors)
+            video_rows.append(video)
+        segments = pd.concat(seg_frames, ignore_index=True)[SEGMENT_COLUMNS]
+        vectors = np.concatenate(seg_vecs).astype(np.float32)
+        frames = np.concatenate(frame_vecs).astype(np.float16)
+        parts_dir = self.path / "parts"
+        _save_npy(parts_dir / f"{part}.vectors.npy", vectors.astype(np.float16))
+        _save_npy(parts_dir / f"{part}.frames.npy", frames)
+        _save_parquet(parts_dir / f"{part}.segments.parquet", segments)
+        new_videos = pd.DataFrame(video_rows, columns=VIDEO_COLUMNS)
+        videos = new_videos if self._videos.empty else pd.concat([self._videos, new_videos], ignore_index=True)
+        videos_file = f"videos.g{gen:06d}.parquet"
+        _save_parquet(self.path / videos_file, videos)
+        self._faiss.add(vectors)
+        faiss_file = f"index.g{gen:06d}.faiss"
+        with atomic_path(self.path / faiss_file) as tmp:
+            faiss.write_index(self._faiss, str(tmp))
+        new = replace(
+            m,
+            generation=gen,
+            n_videos=len(videos),
+            n_segments=row0,
+            n_frames=frame0,
+            faiss_file=faiss_file,
+            videos_file=videos_file,
+            parts=(*m.parts, Part(part, len(segments), len(frames))),
+            updated=_now(),
+            vadindex_version=__version__,
+        )
+        write_text_atomic(self.path / MANIFEST, new.to_json())  # the commit
+        self.manifest, self._videos, self._pending = new, videos, []
+        # Keep the previous generation for readers that opened it a moment ago; drop older ones.
+        for stale in _generation_files(self.path):
+            if _generation_of(stale) < gen - 1:
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+
+    def write_failures(self, failures: list[tuple[str, str]]) -> None:
+        """Record the videos the last build could not index (``failures.csv``)."""
+        frame = pd.DataFrame(failures, columns=["path", "reason"])
+        with atomic_path(self.path / FAILURES) as tmp:
+            frame.to_csv(tmp, index=False)
+
+    def close(self) -> None:
+        """Drop uncommitted work and release the lock."""
+        self._pending = []
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def _generation_of(file: Path) -> int:
+    try:
+        return int(file.name.split(".")[1][1:])
+    except (IndexError, ValueError):
+        return -1
+
+
+def _generation_files(path: Path) -> list[Path]:
+    return [f for f in path.iterdir() if f.name.startswith(("index.g", "videos.g")) and _generation_of(f) >= 0]
+
+
+def _previous_generation_files(path: Path, gen: int) -> set[str]:
+    return {f.name for f in _generation_files(path) if _generation_of(f) == gen - 1}
