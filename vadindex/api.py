@@ -38,7 +38,9 @@ class VideoIndex:
         self._encoder: Encoder | None = None
 
     @classmethod
-    def build(cls, sources: list[str | os.PathLike[str]], index: str | os.PathLike[str], **options: Any) -> VideoIndex:
+    def build(
+        cls, sources: list[str | os.PathLike[str]], index: str | os.PathLike[str], **options: Any
+    ) -> VideoIndex:
         """Index videos (see :func:`vadindex.ingest.build_index` for options); returns the index.
 
         The build summary is available as ``VideoIndex.last_build``.
@@ -108,7 +110,9 @@ class VideoIndex:
         if k < 1:
             raise InputError(f"-k must be at least 1, got {k}")
         vector: np.ndarray = (
-            self.encoder.encode_texts([text])[0] if text is not None else encode_query_image(self.encoder, image)  # type: ignore[arg-type]
+            self.encoder.encode_texts([text])[0]
+            if text is not None
+            else encode_query_image(self.encoder, image)  # type: ignore[arg-type]
         )
         return search_vector(self.snapshot, vector, k, video)
 

@@ -28,9 +28,36 @@ DEFAULT_RULE = "threshold"
 DEFAULT_SEGMENT_THRESHOLD = 0.5
 DEFAULT_PROMPT_TOP_K = 3
 DEFAULT_VIDEO_RATIO = 0.1
+#: Per-index calibration of each prompt class's similarity: none, zscore or percentile.
+DEFAULT_CALIBRATE = "none"
+#: Temporal smoothing half-width in segments (0: off); 1 averages each segment with one neighbour each side.
+DEFAULT_SMOOTH = 0
+#: Nearest neighbours (in the whole index) blended into each segment's score (0: off).
+DEFAULT_KNN_K = 0
+#: Weight of the neighbours' mean score in the kNN blend.
+DEFAULT_KNN_ALPHA = 0.5
+#: Frames that must pass the threshold for a segment to be anomalous under the frame-vote rule.
+DEFAULT_FRAME_VOTES = 2
+#: Video aggregation: ratio of anomalous segments, max segment score, or mean of the top segment scores.
+DEFAULT_VIDEO_AGG = "ratio"
+#: Segments averaged by the topk-mean video aggregation.
+DEFAULT_VIDEO_TOP_K = 3
+#: Folds of the by-video cross-validation in ``vadindex tune``.
+DEFAULT_TUNE_FOLDS = 5
 
 VIDEO_EXTENSIONS = (
-    ".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp",
+    ".mp4",
+    ".avi",
+    ".mkv",
+    ".mov",
+    ".m4v",
+    ".webm",
+    ".mpg",
+    ".mpeg",
+    ".wmv",
+    ".flv",
+    ".ts",
+    ".3gp",
 )
 
 

@@ -174,7 +174,9 @@ def resolve_weights(model: str, pretrained: str) -> tuple[Path | None, ModelIden
     if pretrained == BUILTIN:
         path = builtin_weights(model)
         if path is None:
-            raise ModelError(f"model {model!r} ships no weights; use --pretrained random or a checkpoint path")
+            raise ModelError(
+                f"model {model!r} ships no weights; use --pretrained random or a checkpoint path"
+            )
         return path, ModelIdentity(model, BUILTIN, sha256_file(path))
     as_path = Path(pretrained).expanduser()
     if as_path.suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt") or as_path.exists():
@@ -225,7 +227,9 @@ class OpenClipEncoder:
         pp = open_clip.get_model_preprocess_cfg(model)
         size = pp.get("size", getattr(model.visual, "image_size", 224))
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
-        self._mean = torch.tensor(pp.get("mean", open_clip.OPENAI_DATASET_MEAN), device=device).view(1, 3, 1, 1)
+        self._mean = torch.tensor(pp.get("mean", open_clip.OPENAI_DATASET_MEAN), device=device).view(
+            1, 3, 1, 1
+        )
         self._std = torch.tensor(pp.get("std", open_clip.OPENAI_DATASET_STD), device=device).view(1, 3, 1, 1)
         with torch.no_grad():
             self.logit_scale = float(model.logit_scale.exp().item())
@@ -248,7 +252,10 @@ class OpenClipEncoder:
         if len(pixels) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         with torch.inference_mode(), self._autocast():
-            x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
+            pixels = np.ascontiguousarray(pixels)
+            if not pixels.flags.writeable:
+                pixels = pixels.copy()
+            x = torch.from_numpy(pixels).to(self.device, non_blocking=True)
             x = x.permute(0, 3, 1, 2).float().div_(255.0)
             x = (x - self._mean) / self._std
             emb = self.model.encode_image(x).float()
@@ -285,7 +292,9 @@ def load_encoder(model: str, pretrained: str | None = None, device: str = "auto"
 
     register_builtin_models()
     if model not in open_clip.list_models():
-        raise ModelError(f"unknown model {model!r}; see `python -c 'import open_clip; print(open_clip.list_models())'`")
+        raise ModelError(
+            f"unknown model {model!r}; see `python -c 'import open_clip; print(open_clip.list_models())'`"
+        )
     pretrained = pretrained or default_pretrained(model)
     device = resolve_device(device)
     path, identity = resolve_weights(model, pretrained)
@@ -315,7 +324,9 @@ def load_encoder(model: str, pretrained: str | None = None, device: str = "auto"
             else:
                 open_clip.load_checkpoint(clip, str(path), weights_only=True)
         except Exception as exc:  # noqa: BLE001 - corrupt files raise many types
-            raise ModelError(f"cannot load checkpoint {path} into {model}: {str(exc).splitlines()[0]}") from None
+            raise ModelError(
+                f"cannot load checkpoint {path} into {model}: {str(exc).splitlines()[0]}"
+            ) from None
     clip = clip.to(device)
     tokenizer = open_clip.get_tokenizer(model)
     return OpenClipEncoder(clip, tokenizer, identity, device)

@@ -1,0 +1,103 @@
+"""Shared fixtures: offline, CPU-only, small real inputs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
+TEST_MODEL = "vadindex-test"
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No network, ever, and caches in a temporary folder."""
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(cache / "hf"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture(scope="session")
+def shared_videos() -> Path:
+    """The real clips in ../shared/data/videos (skips when absent)."""
+    if not SHARED_VIDEOS.is_dir():
+        pytest.skip(f"real clips not found at {SHARED_VIDEOS}")
+    return SHARED_VIDEOS
+
+
+def write_video(
+    path: Path,
+    seconds: float = 3.0,
+    fps: int = 10,
+    size: tuple[int, int] = (96, 64),
+    color: tuple[int, int, int] | None = None,
+    codec: str = "libx264",
+    seed: int = 0,
+) -> Path:
+    """Write a small real video: a moving square on a background, H.264 by default."""
+    import av
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = w, h
+        stream.pix_fmt = "yuv420p"
+        base = np.array(color if color is not None else rng.integers(0, 255, 3), dtype=np.uint8)
+        n = max(1, round(seconds * fps))
+        for i in range(n):
+            img = np.empty((h, w, 3), np.uint8)
+            img[:] = base
+            x = int((w - 16) * i / max(n - 1, 1))
+            img[h // 2 - 8 : h // 2 + 8, x : x + 16] = 255 - base
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="session")
+def encoder():  # type: ignore[no-untyped-def]
+    """A tiny random-initialised open_clip model (seeded: the same in every process)."""
+    from vadindex.encoder import load_encoder
+
+    return load_encoder(TEST_MODEL, "random", "cpu")
+
+
+@pytest.fixture(scope="session")
+def small_clips(shared_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a few real clips: 2 fights, 2 normal, the VFR clip and the 0-frame-header AVI."""
+    folder = tmp_path_factory.mktemp("clips")
+    for rel in ("fight/fi001.mp4", "fight/fi010.mp4", "nofight/nofi001.mp4", "nofight/nofi020.mp4",
+                "traffic_camera_vfr.mp4", "highway-cyclist.avi"):  # fmt: skip
+        dst = folder / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared_videos / rel, dst)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def built_index(small_clips: Path, encoder, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """An index over :func:`small_clips`, built once per session with the test model."""
+    from vadindex.ingest import build_index
+
+    path = tmp_path_factory.mktemp("index") / "ix"
+    build_index([small_clips], path, encoder=encoder, progress=False)
+    return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,0 +1,135 @@
+"""The CLI in-process with click's CliRunner: the three commands and every bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from vadindex._cli.main import EXIT_PARTIAL, cli
+
+MODEL = ["--model", "vadindex-test", "--pretrained", "random"]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def cli_index(small_clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    index = tmp_path_factory.mktemp("cli") / "ix"
+    code, out, err = run("build", small_clips, "--index", index, *MODEL, "--format", "json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["videos_added"] == 6 and summary["failures"] == []
+    assert "RANDOM WEIGHTS" in err
+    return index
+
+
+def test_help_has_examples() -> None:
+    for cmd in ("build", "query", "detect", "info"):
+        code, out, _ = run(cmd, "--help")
+        assert code == 0 and "Example" in out
+
+
+def test_query_json(cli_index: Path) -> None:
+    code, out, err = run("query", "a car", "--index", cli_index, "-k", "5", "--format", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert len(rows) == 5 and {"video", "start", "end", "score"} <= set(rows[0])
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
+    code, out, _ = run("query", "a car", "--index", cli_index, "-k", "3", "--format", "csv")
+    assert code == 0 and out.splitlines()[0].startswith("rank,score,video,start,end")
+    code, out, _ = run("query", "a car", "--index", cli_index, "-k", "2")
+    assert code == 0 and "video" in out.splitlines()[0]
+
+
+def test_detect_json_and_out(cli_index: Path, tmp_path: Path) -> None:
+    code, out, err = run(
+        "detect",
+        "--index",
+        cli_index,
+        "--prompts",
+        "people fighting",
+        "--format",
+        "json",
+        "--out",
+        tmp_path / "o",
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert len(data["videos"]) == 6 and {"video", "score", "anomalous"} <= set(data["videos"][0])
+    assert len(data["segments"]) == sum(v["n_segments"] for v in data["videos"])
+    assert "metrics" not in data  # no labels in this index
+    assert (tmp_path / "o" / "segments.csv").read_text().startswith("video,segment,start,end,score,anomalous")
+    code, out, _ = run("detect", "--index", cli_index, "-p", "fire;smoke", "--rule", "balanced")
+    assert code == 0 and "videos anomalous" in out
+
+
+def test_prompts_from_file(cli_index: Path, tmp_path: Path) -> None:
+    f = tmp_path / "p.txt"
+    f.write_text("# anomalies\npeople fighting\n\na fire\n")
+    code, out, _ = run("detect", "--index", cli_index, "-p", f, "--format", "json")
+    assert code == 0 and json.loads(out)["prompts"]["anomaly"] == ["people fighting", "a fire"]
+
+
+def test_info(cli_index: Path) -> None:
+    code, out, _ = run("info", cli_index, "--format", "json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["n_videos"] == 6 and info["model"] == "vadindex-test"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["query", "a car", "--index", "{missing}"], "no such index"),
+        (["query", "a car", "--index", "{index}", "-k", "0"], "-k must be at least 1"),
+        (["query", "  ", "--index", "{index}"], "empty query"),
+        (["query", "--index", "{index}"], "give a query TEXT"),
+        (["detect", "--index", "{index}", "-p", ";"], "no prompts"),
+        (["detect", "--index", "{missing}", "-p", "x"], "no such index"),
+        (["build", "{tmp}/nothing.mp4", "--index", "{tmp}/new", *MODEL], "no videos to index"),
+        (["build", "--manifest", "{tmp}/bad.csv", "--index", "{tmp}/new", *MODEL], "needs a 'path' column"),
+        (
+            ["build", "{clips}", "--index", "{index}", "--model", "vadindex-test", "--pretrained", "{ckpt}"],
+            "built with",
+        ),
+        (["build", "{clips}", "--index", "{index}", "--fps", "2"], "sampling"),
+        (["build", "{clips}", "--index", "{tmp}/b", "--batch-size", "0", *MODEL], "batch-size"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(
+    cli_index: Path, small_clips: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "bad.csv").write_text("file,label\nx.mp4,1\n")
+    ckpt = tmp_path / "other.safetensors"
+    if "{ckpt}" in args:
+        from safetensors.torch import save_file
+
+        from vadindex.encoder import load_encoder
+
+        enc = load_encoder("vadindex-test", "random", "cpu")
+        save_file({k: v.contiguous() for k, v in enc.model.state_dict().items()}, str(ckpt))
+    subs = {"{missing}": str(tmp_path / "nope"), "{index}": str(cli_index), "{tmp}": str(tmp_path),
+            "{clips}": str(small_clips), "{ckpt}": str(ckpt)}  # fmt: skip
+    for k, v in subs.items():
+        args = [a.replace(k, v) for a in args]
+    code, out, err = run(*args)
+    assert code in (1, 2), (out, err)
+    lines = [ln for ln in err.splitlines() if ln.startswith("Error")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_partial_failure_exit_status(tmp_path: Path, small_clips: Path) -> None:
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "broken.mp4").write_bytes(b"\x00" * 1000)
+    code, out, err = run("build", small_clips / "fight", tmp_path / "v", "--index", tmp_path / "ix", *MODEL)
+    assert code == EXIT_PARTIAL
+    assert "Indexed 2 videos" in out and "broken.mp4" in err

@@ -1,0 +1,85 @@
+"""Model loading: offline fast failure, deterministic random weights, identities."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from vadindex.encoder import Encoder, ModelIdentity, default_pretrained, load_encoder
+from vadindex.errors import InputError, ModelError
+
+
+def test_uncached_pretrained_fails_fast_and_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    t = time.perf_counter()
+    with pytest.raises(ModelError) as err:
+        load_encoder("ViT-B-32", "laion2b_s34b_b79k", "cpu")
+    assert time.perf_counter() - t < 10
+    msg = str(err.value)
+    assert "ViT-B-32" in msg and "laion2b_s34b_b79k" in msg and "--pretrained" in msg
+
+
+def test_uncached_pretrained_fails_fast_without_offline_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Even when HF_HUB_OFFLINE is not set, an unreachable host costs one short connection attempt.
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "https://unreachable.invalid")
+    import importlib
+
+    import huggingface_hub.constants as c
+
+    importlib.reload(c)
+    try:
+        t = time.perf_counter()
+        with pytest.raises(ModelError, match="cannot be reached"):
+            load_encoder("ViT-B-32", "laion2b_s34b_b79k", "cpu")
+        assert time.perf_counter() - t < 10
+    finally:
+        monkeypatch.undo()
+        importlib.reload(c)
+
+
+def test_unknown_model_tag_and_device() -> None:
+    with pytest.raises(ModelError, match="unknown model"):
+        load_encoder("NoSuchNet", "random", "cpu")
+    with pytest.raises(ModelError, match="unknown pretrained tag"):
+        load_encoder("ViT-B-32", "no_such_tag", "cpu")
+    with pytest.raises(ModelError, match="no such file"):
+        load_encoder("vadindex-test", "/nonexistent/ckpt.safetensors", "cpu")
+    with pytest.raises(InputError, match="CUDA"):
+        load_encoder("vadindex-test", "random", "cuda")
+
+
+def test_random_weights_are_the_same_in_every_process(encoder) -> None:  # type: ignore[no-untyped-def]
+    assert isinstance(encoder, Encoder)
+    here = encoder.encode_texts(["a person running"])[0]
+    code = (
+        "import numpy as np, sys; from vadindex.encoder import load_encoder; "
+        "e = load_encoder('vadindex-test', 'random', 'cpu'); "
+        "np.save(sys.stdout.buffer, e.encode_texts(['a person running'])[0])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout
+    import io
+
+    there = np.load(io.BytesIO(out))
+    assert np.allclose(here, there, atol=1e-6)
+
+
+def test_images_are_unit_vectors(encoder) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (5, encoder.image_size, encoder.image_size, 3), dtype=np.uint8)
+    emb = encoder.encode_images(x)
+    assert emb.shape == (5, encoder.dim) and emb.dtype == np.float32
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+
+
+def test_identity_comparison() -> None:
+    a = ModelIdentity("ViT-B-32", "openai")
+    assert a.same_as(ModelIdentity("ViT-B-32", "openai"))
+    assert not a.same_as(ModelIdentity("ViT-B-32", "laion2b_s34b_b79k"))
+    assert not a.same_as(ModelIdentity("ViT-L-14", "openai"))
+    assert ModelIdentity("m", "file:a.pt", "abc").same_as(ModelIdentity("m", "file:b.pt", "abc"))
+    assert default_pretrained("ViT-B-32") == "laion2b_s34b_b79k"
+    assert default_pretrained("vadindex-test") == "random"

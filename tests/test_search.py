@@ -1,0 +1,50 @@
+"""Text and image search over an index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vadindex.api import VideoIndex
+from vadindex.errors import InputError
+from vadindex.search import search_vector
+from vadindex.store import open_index
+
+
+def test_query_order_matches_brute_force(built_index: Path, encoder) -> None:  # type: ignore[no-untyped-def]
+    snap = open_index(built_index)
+    q = encoder.encode_texts(["a car on a highway"])[0]
+    res = search_vector(snap, q, k=7)
+    brute = snap.vectors() @ q
+    order = np.argsort(-brute)[:7]
+    assert list(res["rank"]) == list(range(1, 8))
+    assert np.allclose(res["score"], brute[order], atol=2e-3)
+    assert (np.diff(res["score"].to_numpy()) <= 1e-6).all()
+    segs = snap.segments
+    assert list(res["start"]) == list(segs["start"].to_numpy()[order])
+
+
+def test_video_glob_filter(built_index: Path, encoder) -> None:  # type: ignore[no-untyped-def]
+    snap = open_index(built_index)
+    q = encoder.encode_texts(["people fighting"])[0]
+    res = search_vector(snap, q, k=50, video="fight/*")
+    assert set(res["video"]) == {"fight/fi001.mp4", "fight/fi010.mp4"}
+    assert len(res) == len(snap.segments[snap.segments["video"].str.startswith("fight/")])
+    assert search_vector(snap, q, k=3, video="nothing-*").empty
+
+
+def test_api_query_text_and_image(built_index: Path, encoder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    idx = VideoIndex(built_index)
+    idx._encoder = encoder
+    assert len(idx.query("a car", k=5)) == 5
+    img = tmp_path / "q.png"
+    Image.fromarray(np.full((40, 60, 3), 128, np.uint8)).save(img)
+    assert len(idx.query(image=img, k=3)) == 3
+    with pytest.raises(InputError):
+        idx.query("a car", k=0)
+    with pytest.raises(InputError):
+        idx.query(image=tmp_path / "missing.png")
