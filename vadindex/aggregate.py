@@ -1,8 +1,14 @@
 """Aggregation of segment decisions into video decisions (pure numpy/pandas).
 
-For a video ``v`` with segments ``i in v``: ``ratio_v = mean_i anomalous_i``; the video is anomalous
-when ``ratio_v >= rho`` (``--video-ratio``). ``ratio_v`` is the video's score; ``max_score_v`` is the
-highest segment score, reported alongside.
+For a video ``v`` with segments ``i in v`` and segment scores ``a_i`` (``--video-agg``):
+
+- ``ratio``:     ``s_v = mean_{i in v} anomalous_i``; anomalous when ``s_v >= rho`` (``--video-ratio``).
+- ``max``:       ``s_v = max_{i in v} a_i``; anomalous when ``s_v >= t_v`` (``--video-threshold``,
+                 by default the segment threshold, so a video is anomalous when any segment is).
+- ``topk-mean``: ``s_v = mean of the k largest a_i`` (``k = min(--video-top-k, |v|)``); anomalous
+                 when ``s_v >= t_v``.
+
+``max_score_v`` (the highest segment score) is reported with every method.
 """
 
 from __future__ import annotations
@@ -10,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vadindex.config import DEFAULT_VIDEO_RATIO
+from vadindex.config import DEFAULT_VIDEO_AGG, DEFAULT_VIDEO_RATIO, DEFAULT_VIDEO_TOP_K
 from vadindex.errors import InputError
+
+VIDEO_AGGS = ("ratio", "max", "topk-mean")
 
 
 def aggregate_videos(
@@ -45,3 +53,96 @@ def aggregate_videos(
     out["ratio"] = out["n_anomalous"] / out["n_segments"]
     out["anomalous"] = out["ratio"] >= video_ratio - 1e-12
     return out.reset_index()[["video_id", "n_segments", "n_anomalous", "ratio", "max_score", "anomalous"]]
+
+
+def video_scores(
+    codes: np.ndarray,
+    n_videos: int,
+    scores: np.ndarray,
+    anomalous: np.ndarray,
+    method: str,
+    top_k: int = DEFAULT_VIDEO_TOP_K,
+) -> np.ndarray:
+    """Per-video score ``s_v`` of ``method`` (numpy core of :func:`aggregate_segments`).
+
+    Args:
+        codes: video number (``0 .. n_videos - 1``) of each segment.
+        n_videos: number of videos.
+        scores: segment scores ``a_i``.
+        anomalous: segment decisions.
+        method: ``ratio``, ``max`` or ``topk-mean``.
+        top_k: ``k`` of ``topk-mean``.
+
+    Returns:
+        ``(n_videos,)`` float64; NaN for a video without segments.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    counts = np.bincount(codes, minlength=n_videos).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if method == "ratio":
+            return np.bincount(codes, np.asarray(anomalous, dtype=np.float64), minlength=n_videos) / counts
+        a = np.asarray(scores, dtype=np.float64)
+        if method == "max":
+            out = np.full(n_videos, -np.inf)
+            np.maximum.at(out, codes, a)
+            return np.where(counts > 0, out, np.nan)
+        if method == "topk-mean":
+            if top_k < 1:
+                raise InputError(f"--video-top-k must be at least 1, got {top_k}")
+            order = np.lexsort((-a, codes))
+            starts = np.cumsum(counts) - counts
+            rank = np.empty(len(a), dtype=np.int64)
+            rank[order] = np.arange(len(a)) - starts[codes[order]].astype(np.int64)
+            keep = rank < top_k
+            return np.bincount(codes[keep], a[keep], minlength=n_videos) / np.minimum(counts, top_k)
+    raise InputError(f"unknown video aggregation {method!r}; choose one of {', '.join(VIDEO_AGGS)}")
+
+
+def decide_videos(
+    vscores: np.ndarray, method: str, video_ratio: float, video_threshold: float, strict: bool = False
+) -> np.ndarray:
+    """Video decisions: ``s_v >= rho`` for ``ratio``, ``s_v >= t_v`` (``>`` when ``strict``) otherwise."""
+    s = np.nan_to_num(np.asarray(vscores, dtype=np.float64), nan=-np.inf)
+    if method == "ratio":
+        return s >= video_ratio - 1e-12
+    return s > video_threshold if strict else s >= video_threshold
+
+
+def aggregate_segments(
+    video_ids: np.ndarray,
+    scores: np.ndarray,
+    anomalous: np.ndarray,
+    *,
+    method: str = DEFAULT_VIDEO_AGG,
+    video_ratio: float = DEFAULT_VIDEO_RATIO,
+    video_threshold: float = 0.5,
+    top_k: int = DEFAULT_VIDEO_TOP_K,
+    strict: bool = False,
+) -> pd.DataFrame:
+    """Group segments by video with any method of the module docstring.
+
+    Returns:
+        One row per video in order of first appearance: ``video_id``, ``n_segments``,
+        ``n_anomalous``, ``ratio``, ``max_score``, ``score`` (``s_v``), ``anomalous``.
+    """
+    if method not in VIDEO_AGGS:
+        raise InputError(f"unknown video aggregation {method!r}; choose one of {', '.join(VIDEO_AGGS)}")
+    if not 0.0 < video_ratio <= 1.0:
+        raise InputError(f"--video-ratio must be in (0, 1], got {video_ratio}")
+    codes, uniques = pd.factorize(pd.Series(np.asarray(video_ids, dtype=object)), sort=False)
+    n = len(uniques)
+    anomalous = np.asarray(anomalous, dtype=bool)
+    counts = np.bincount(codes, minlength=n)
+    n_anom = np.bincount(codes, anomalous.astype(np.int64), minlength=n)
+    vs = video_scores(codes, n, scores, anomalous, method, top_k)
+    return pd.DataFrame(
+        {
+            "video_id": np.asarray(uniques, dtype=object),
+            "n_segments": counts,
+            "n_anomalous": n_anom,
+            "ratio": n_anom / np.maximum(counts, 1),
+            "max_score": video_scores(codes, n, scores, anomalous, "max"),
+            "score": vs,
+            "anomalous": decide_videos(vs, method, video_ratio, video_threshold, strict),
+        }
+    )

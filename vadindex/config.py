@@ -19,6 +19,12 @@ DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = {"ViT-B-32": "laion2b_s34b_b79k"}
 DEFAULT_DEVICE = "auto"
 DEFAULT_BATCH_SIZE = 64
+#: Encoder arithmetic: ``auto`` is fp16 autocast on CUDA and fp32 elsewhere; ``int8`` (CPU) quantises
+#: the image tower's linear layers dynamically, ``fp16`` needs CUDA. See BENCHMARKS.md.
+DEFAULT_PRECISION = "auto"
+#: FAISS index type: ``auto`` searches exactly (float16 scan) below 200,000 segments and with an
+#: IVF index above; ``flat``, ``ivf`` or ``hnsw`` force one (see :mod:`vadindex.ann`).
+DEFAULT_INDEX_TYPE = "auto"
 #: Videos per commit during a build: a crash loses at most this many videos' work.
 DEFAULT_COMMIT_EVERY = 16
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,6 +13,10 @@ import numpy as np
 from vadindex.errors import VideoError
 
 log = logging.getLogger("vadindex")
+
+#: A jump between consecutive timestamps longer than this (seconds) is taken as damage, not as a
+#: recording gap: the timeline goes on at the nominal frame rate instead.
+MAX_TIMESTAMP_GAP = 300.0
 
 
 @dataclass(frozen=True)
@@ -62,18 +67,60 @@ def open_video(path: Path) -> av.container.InputContainer:  # noqa: F821 - av im
         raise VideoError(str(path), "no such file")
     if path.is_dir():
         raise VideoError(str(path), "is a folder, not a video file")
+    if not path.is_file():
+        # A FIFO or device would block av.open forever.
+        raise VideoError(str(path), "not a regular file")
     if path.stat().st_size == 0:
         raise VideoError(str(path), "empty file (0 bytes)")
     try:
         container = av.open(str(path), mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as exc:
-        raise VideoError(str(path), f"not a readable video ({_ffmpeg_reason(exc)})") from None
+        hint = _mp4_hint(path)
+        raise VideoError(str(path), hint or f"not a readable video ({_ffmpeg_reason(exc)})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise VideoError(str(path), f"cannot open ({exc})") from None
     if not container.streams.video:
         container.close()
         raise VideoError(str(path), "has no video stream")
+    if container.streams.video[0].codec_context is None:
+        # The container names a codec this FFmpeg build has no decoder for.
+        container.close()
+        raise VideoError(str(path), "unsupported video codec (no decoder for it in this FFmpeg build)")
     return container
+
+
+def _mp4_hint(path: Path) -> str:
+    """Name the usual cause when an MP4/MOV file will not open: its ``moov`` index is missing.
+
+    Recorders write ``moov`` when they stop, so a recording cut off by a crash or a full disk
+    has none. Only the top-level box headers are read.
+    """
+    if path.suffix.lower() not in (".mp4", ".m4v", ".mov", ".3gp"):
+        return ""
+    boxes = []
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            at = 0
+            while at + 8 <= size and len(boxes) < 1000:
+                fh.seek(at)
+                header = fh.read(16)
+                length, name = int.from_bytes(header[:4], "big"), header[4:8]
+                if length == 1 and len(header) == 16:
+                    length = int.from_bytes(header[8:16], "big")
+                elif length == 0:
+                    length = size - at
+                if length < 8 or not name.isalnum():
+                    return ""  # not a box structure we can follow
+                boxes.append(name)
+                at += length
+    except OSError:
+        return ""
+    if boxes and boxes[0] == b"ftyp" and b"moov" not in boxes:
+        return (
+            "truncated or damaged MP4: no 'moov' index (a recording cut off before it was finalised has none)"
+        )
+    return ""
 
 
 def _ffmpeg_reason(exc: Exception) -> str:
@@ -91,10 +138,83 @@ def _resize_crop(frame: object, size: int) -> np.ndarray:
     return rgb[top : top + size, left : left + size]
 
 
-def _rotate(img: np.ndarray, rotation: int) -> np.ndarray:
-    """Apply the display-matrix rotation (degrees counter-clockwise) that players apply."""
-    k = (rotation // 90) % 4
-    return np.ascontiguousarray(np.rot90(img, k)) if k else img
+#: A frame's display transform as the signs ``(a, b, c, d)`` of its display matrix: a display pixel
+#: ``(x', y') = (a x + c y, b x + d y)`` up to a shift, as FFmpeg defines it. Identity is (1, 0, 0, 1).
+Orientation = tuple[int, int, int, int]
+IDENTITY: Orientation = (1, 0, 0, 1)
+
+
+def _orientation(frame: object) -> tuple[Orientation, str]:
+    """The display transform players apply to ``frame`` (rotations by 90 degrees and mirrors).
+
+    Returns:
+        The orientation, and a warning when the matrix is not a multiple of 90 degrees (rounded).
+    """
+    matrix = None
+    for side in getattr(frame, "side_data", None) or ():
+        if str(getattr(side, "type", "")).endswith("DISPLAYMATRIX"):
+            with contextlib.suppress(TypeError, ValueError):
+                matrix = np.frombuffer(bytes(side), dtype="<i4")[[0, 1, 3, 4]] / 65536.0  # of 3x3
+    if matrix is None:
+        rotation = int(getattr(frame, "rotation", 0) or 0)
+        theta = np.deg2rad(rotation)
+        matrix = np.array([np.cos(theta), -np.sin(theta), np.sin(theta), np.cos(theta)])
+    a, b, c, d = (float(v) for v in matrix)
+    if abs(a) + abs(d) >= abs(b) + abs(c):
+        orientation, off_axis = (int(np.sign(a)), 0, 0, int(np.sign(d))), abs(b) + abs(c)
+    else:
+        orientation, off_axis = (0, int(np.sign(b)), int(np.sign(c)), 0), abs(a) + abs(d)
+    if 0 in (orientation[0] or orientation[1], orientation[2] or orientation[3]):
+        return IDENTITY, "display matrix is degenerate; shown as stored"
+    if off_axis > 1e-3 * (abs(a) + abs(b) + abs(c) + abs(d)):
+        return orientation, "display matrix is not a multiple of 90 degrees; rotated to the nearest"
+    return orientation, ""
+
+
+def _orient(img: np.ndarray, orientation: Orientation) -> np.ndarray:
+    """Rotate and mirror ``img`` (rows y, columns x) the way players apply the display matrix."""
+    if orientation == IDENTITY:
+        return img
+    a, b, c, d = orientation
+    if a == 0:  # x' follows y and y' follows x: a transpose, then mirrors
+        img, flip_x, flip_y = img.transpose(1, 0, 2), c < 0, b < 0
+    else:
+        flip_x, flip_y = a < 0, d < 0
+    if flip_x:
+        img = img[:, ::-1]
+    if flip_y:
+        img = img[::-1]
+    return np.ascontiguousarray(img)
+
+
+def _timestamp(t: float | None, times: list[float], rate: float) -> tuple[float | None, str]:
+    """A frame's time on a strictly increasing timeline, or ``None`` to use the nominal rate.
+
+    Damaged files can carry timestamps that jump hours ahead or back to zero; one such jump would
+    otherwise turn into millions of repeated samples, or hide the rest of the video behind a
+    timeline that no longer advances.
+    """
+    if not times:
+        return t, ""
+    if t is None:
+        return times[-1] + _frame_interval(times, rate), ""
+    if t - times[-1] > MAX_TIMESTAMP_GAP:
+        note = f"timestamp jumps {t - times[-1]:.0f} s ahead at {times[-1]:.2f} s"
+        return times[-1] + _frame_interval(times, rate), note
+    if t < times[-1] - 1.0:
+        note = f"timestamp jumps {times[-1] - t:.0f} s back at {times[-1]:.2f} s"
+        return times[-1] + _frame_interval(times, rate), note
+    if t <= times[-1]:
+        # Out-of-order or repeated timestamps: keep the timeline strictly increasing.
+        return times[-1] + 1e-6, ""
+    return t, ""
+
+
+def _frame_interval(times: list[float], rate: float) -> float:
+    """The usual time between frames so far (the header's rate is skewed by a damaged timestamp)."""
+    if len(times) > 1:
+        return float(np.median(np.diff(times[-50:])))
+    return 1.0 / rate
 
 
 def _decode(video: SampledVideo) -> Iterator[np.ndarray]:
@@ -112,29 +232,32 @@ def _decode(video: SampledVideo) -> Iterator[np.ndarray]:
         samples: list[int] = []
         batch: list[np.ndarray] = []
         prev = None  # (index, frame) on screen before the current one
-        t0: float | None = None
+        t0 = offset = 0.0  # the first frame's own time; shift added by repaired timestamp jumps
         next_grid = 0.0
+        orientation = IDENTITY
         rotation = 0
-        warning = ""
+        warnings: list[str] = []
         width = height = 0
         try:
             for index, frame in enumerate(container.decode(stream)):
-                t = frame.time
-                if t is None:
-                    t = (times[-1] + 1.0 / rate) if times else 0.0
-                if t0 is None:
-                    t0 = t
+                if not times:
+                    t0 = frame.time or 0.0
                     width, height = frame.width, frame.height
                     rotation = int(getattr(frame, "rotation", 0) or 0)
-                t -= t0
-                if times and t <= times[-1]:
-                    # Out-of-order or repeated timestamps: keep the timeline strictly increasing.
-                    t = times[-1] + 1e-6
+                    orientation, note = _orientation(frame)
+                    warnings += [note] if note else []
+                raw = None if frame.time is None else frame.time - t0 + offset
+                t, note = _timestamp(raw, times, rate)
+                if note:
+                    if raw is not None:
+                        offset += t - raw  # later frames keep their spacing after the repaired jump
+                    if len(warnings) < 5:
+                        warnings.append(note)
                 times.append(t)
                 # Every grid point before this frame's time shows the previous frame.
                 while prev is not None and next_grid < t:
                     samples.append(prev[0])
-                    batch.append(_rotate(_resize_crop(prev[1], video.image_size), rotation))
+                    batch.append(_orient(_resize_crop(prev[1], video.image_size), orientation))
                     next_grid = len(samples) * step
                     if len(batch) >= video.batch_size:
                         yield np.stack(batch)
@@ -143,10 +266,13 @@ def _decode(video: SampledVideo) -> Iterator[np.ndarray]:
         except av.error.FFmpegError as exc:
             if not times:
                 raise VideoError(str(path), f"cannot decode any frame ({_ffmpeg_reason(exc)})") from None
-            warning = f"decoding stopped at {times[-1]:.2f} s ({_ffmpeg_reason(exc)}); kept the readable part"
-            log.warning("%s: %s", path, warning)
+            warnings.append(
+                f"decoding stopped at {times[-1]:.2f} s ({_ffmpeg_reason(exc)}); kept the readable part"
+            )
         if not times:
             raise VideoError(str(path), "contains no decodable video frame")
+        for note in warnings:
+            log.warning("%s: %s", path, note)
         # The last frame stays on screen for one frame interval.
         last_dt = (times[-1] - times[-2]) if len(times) > 1 else 1.0 / rate
         if len(times) > 1:
@@ -154,14 +280,14 @@ def _decode(video: SampledVideo) -> Iterator[np.ndarray]:
         duration = times[-1] + max(last_dt, 1e-3)
         while prev is not None and next_grid < duration - 1e-9:
             samples.append(prev[0])
-            batch.append(_rotate(_resize_crop(prev[1], video.image_size), rotation))
+            batch.append(_orient(_resize_crop(prev[1], video.image_size), orientation))
             next_grid = len(samples) * step
             if len(batch) >= video.batch_size:
                 yield np.stack(batch)
                 batch = []
         if batch:
             yield np.stack(batch)
-        if rotation % 180:
+        if orientation[0] == 0:  # shown transposed: portrait becomes landscape and back
             width, height = height, width
         video.frame_times = np.asarray(times, dtype=np.float64)
         video.sample_frames = np.asarray(samples, dtype=np.int64)
@@ -172,7 +298,7 @@ def _decode(video: SampledVideo) -> Iterator[np.ndarray]:
             n_frames=len(times),
             duration=float(duration),
             rotation=rotation,
-            warning=warning,
+            warning="; ".join(warnings),
         )
     finally:
         container.close()

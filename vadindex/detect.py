@@ -6,24 +6,57 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from vadindex.aggregate import aggregate_videos
+from vadindex.aggregate import VIDEO_AGGS, aggregate_segments
 from vadindex.config import (
+    DEFAULT_CALIBRATE,
     DEFAULT_DEVICE,
+    DEFAULT_FRAME_VOTES,
+    DEFAULT_KNN_ALPHA,
+    DEFAULT_KNN_K,
     DEFAULT_PROMPT_TOP_K,
     DEFAULT_RULE,
     DEFAULT_SEGMENT_THRESHOLD,
+    DEFAULT_SMOOTH,
+    DEFAULT_VIDEO_AGG,
     DEFAULT_VIDEO_RATIO,
+    DEFAULT_VIDEO_TOP_K,
 )
 from vadindex.encoder import Encoder
-from vadindex.metrics import binary_metrics
-from vadindex.prompts import PromptSet, build_prompt_set
-from vadindex.scoring import RuleParams, decide_segments, score_segments
-from vadindex.store import IndexSnapshot, open_index, write_text_atomic
+from vadindex.errors import InputError
+from vadindex.metrics import binary_metrics, roc_auc, score_metrics
+from vadindex.prompts import PromptSet
+from vadindex.promptsets import ClassPromptSet, class_similarities, from_prompt_set, load_prompt_set
+from vadindex.scoring import RuleParams, RuleResult, apply_rule
+from vadindex.store import IndexSnapshot, write_text_atomic
+
+if TYPE_CHECKING:
+    from vadindex.annotations import Annotation, GroundTruth
+
+#: Every option of ``vadindex detect`` that a ``--config`` file may set, with its default.
+DETECT_DEFAULTS: dict[str, Any] = {
+    "prompts": None,
+    "normal_prompts": None,
+    "rule": DEFAULT_RULE,
+    "segment_threshold": DEFAULT_SEGMENT_THRESHOLD,
+    "top_k": DEFAULT_PROMPT_TOP_K,
+    "calibrate": DEFAULT_CALIBRATE,
+    "smooth": DEFAULT_SMOOTH,
+    "knn_k": DEFAULT_KNN_K,
+    "knn_alpha": DEFAULT_KNN_ALPHA,
+    "frame_votes": DEFAULT_FRAME_VOTES,
+    "video_agg": DEFAULT_VIDEO_AGG,
+    "video_ratio": DEFAULT_VIDEO_RATIO,
+    "video_threshold": None,
+    "video_top_k": DEFAULT_VIDEO_TOP_K,
+    "annotations": None,
+}
+#: Sections of a config file that ``detect`` ignores (``vadindex tune`` writes its report there).
+CONFIG_IGNORED = ("tuning",)
 
 
 @dataclass(frozen=True)
@@ -33,14 +66,20 @@ class DetectResult:
     segments: pd.DataFrame
     videos: pd.DataFrame
     metrics: dict[str, Any] | None
-    prompts: PromptSet
+    prompts: PromptSet | ClassPromptSet
     settings: dict[str, Any] = field(default_factory=dict)
+    #: ``(n_segments, n_classes)`` similarity of every segment to every class (column order: class_names).
+    class_sims: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: ``videos``, ``segments``, ``metrics`` (when labelled), ``settings``."""
+        prompts: dict[str, Any] = {"anomaly": list(self.prompts.anomaly), "normal": list(self.prompts.normal)}
+        if isinstance(self.prompts, ClassPromptSet) and self.prompts.source != "inline":
+            prompts = {"set": self.prompts.source, **self.prompts.to_dict()}
         out: dict[str, Any] = {
             "settings": self.settings,
-            "prompts": {"anomaly": list(self.prompts.anomaly), "normal": list(self.prompts.normal)},
+            "prompts": prompts,
             "videos": _records(self.videos),
             "segments": _records(self.segments),
         }
@@ -69,7 +108,7 @@ def similarity_matrix(snap: IndexSnapshot, text_vectors: np.ndarray, chunk: int 
 
 def detect(
     index: str | os.PathLike[str] | IndexSnapshot,
-    prompts: str | list[str] | tuple[str, ...],
+    prompts: str | list[str] | tuple[str, ...] | ClassPromptSet,
     *,
     normal_prompts: str | list[str] | tuple[str, ...] | None = None,
     rule: str = DEFAULT_RULE,
@@ -79,92 +118,380 @@ def detect(
     device: str = DEFAULT_DEVICE,
     pretrained: str | None = None,
     encoder: Encoder | None = None,
+    calibrate: str = DEFAULT_CALIBRATE,
+    smooth: int = DEFAULT_SMOOTH,
+    knn_k: int = DEFAULT_KNN_K,
+    knn_alpha: float = DEFAULT_KNN_ALPHA,
+    frame_votes: int = DEFAULT_FRAME_VOTES,
+    video_agg: str = DEFAULT_VIDEO_AGG,
+    video_threshold: float | None = None,
+    video_top_k: int = DEFAULT_VIDEO_TOP_K,
+    annotations: str | os.PathLike[str] | list[Annotation] | None = None,
+    annotation_format: str = "auto",
+    use_cache: bool = True,
 ) -> DetectResult:
     """Score every segment of an index against anomaly and normal prompts and decide.
 
-    Only the prompts are encoded; segment vectors come from the index.
+    Only the prompts are encoded, and only those not in the index's cache (see
+    :mod:`vadindex.cache`): with every text cached no model is loaded, so changing thresholds,
+    rules or aggregation is instant.
 
     Args:
         index: index folder or an open snapshot.
-        prompts: anomaly prompts (``;``-separated text, a list, or a file).
-        normal_prompts: normal prompts; the built-in set when ``None``.
-        rule: ``threshold``, ``topk`` or ``balanced`` (see :mod:`vadindex.scoring`).
+        prompts: a built-in prompt set (``ucf-crime``, ``xd-violence``, ``general``), a YAML set,
+            ``;``-separated anomaly prompts, a list, or a text file (see :mod:`vadindex.promptsets`).
+        normal_prompts: normal prompts; the set's (or the built-in ones) when ``None``.
+        rule: ``threshold``, ``topk``, ``balanced`` or ``frame-vote`` (see :mod:`vadindex.scoring`).
         segment_threshold: threshold on the segment score.
-        top_k: prompts that vote in the ``topk`` rule.
-        video_ratio: fraction of anomalous segments from which a video is anomalous.
+        top_k: classes that vote in the ``topk`` rule.
+        video_ratio: fraction of anomalous segments from which a video is anomalous (``ratio``).
         device: device for the text encoder.
         pretrained: weights, when the index's checkpoint moved.
         encoder: an already-loaded encoder (must be the index's model).
+        calibrate: ``none``, ``zscore`` or ``percentile`` per-class calibration over the index.
+        smooth: temporal smoothing half-width in segments.
+        knn_k: neighbours blended into each score (0: off); ``knn_alpha`` is their weight.
+        frame_votes: frames that must pass the threshold under ``frame-vote``.
+        video_agg: ``ratio``, ``max`` or ``topk-mean`` (see :mod:`vadindex.aggregate`).
+        video_threshold: threshold of ``max``/``topk-mean``; the segment threshold when ``None``.
+        video_top_k: segments averaged by ``topk-mean``.
+        annotations: a UCF-Crime or XD-Violence temporal annotation file (or parsed annotations),
+            for frame-level ``frame_auc``/``frame_ap`` and segment-level metrics.
+        annotation_format: ``auto``, ``ucf-crime`` or ``xd-violence``.
+        use_cache: read and write the index's similarity cache.
 
     Returns:
         A :class:`DetectResult`.
     """
-    snap = index if isinstance(index, IndexSnapshot) else open_index(index)
-    prompt_set = build_prompt_set(prompts, normal_prompts)
-    params = RuleParams(rule, segment_threshold, top_k)
-    params.validate(len(prompt_set.texts))
+    snap = index if isinstance(index, IndexSnapshot) else open_snapshot(index)
+    spec = load_prompt_set(prompts, normal_prompts)
+    params = RuleParams(rule, segment_threshold, top_k, calibrate, smooth, knn_k, knn_alpha, frame_votes)
+    params.validate(len(spec.classes))
+    check_video_options(video_agg, video_ratio, video_top_k)
+    truth_source = annotations
+    if isinstance(annotations, (str, os.PathLike)):
+        from vadindex.annotations import load_annotations
+
+        truth_source = load_annotations(annotations, annotation_format)
+    sims, frame_sims = compute_class_similarities(
+        snap, spec, frames=rule == "frame-vote", encoder=encoder, device=device, pretrained=pretrained,
+        use_cache=use_cache,
+    )  # fmt: skip
+    neighbours = load_neighbours(snap, knn_k, use_cache) if knn_k > 0 else None
+    return decide_classes(
+        snap, sims, spec, params, frame_sims=frame_sims, neighbours=neighbours, video_agg=video_agg,
+        video_ratio=video_ratio, video_threshold=video_threshold, video_top_k=video_top_k,
+        annotations=truth_source,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def open_snapshot(path: str | os.PathLike[str], retries: int = 3) -> IndexSnapshot:
+    """Open an index for scoring: like :func:`vadindex.store.open_index` but without the FAISS file.
+
+    Detection reads only the metadata, the cache and (on a cache miss) the vector parts, so it skips
+    importing faiss, which would cost a noticeable part of an instant rescoring run.
+    """
+    import time
+
+    from vadindex.errors import StoreError
+
+    for attempt in range(retries):
+        snap = IndexSnapshot(Path(path))
+        try:
+            _ = snap.videos
+            return snap
+        except StoreError:
+            if attempt == retries - 1:
+                raise
+            time.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
+def check_video_options(video_agg: str, video_ratio: float, video_top_k: int) -> None:
+    """Raise :class:`InputError` for bad video aggregation options."""
+    if video_agg not in VIDEO_AGGS:
+        raise InputError(f"unknown video aggregation {video_agg!r}; choose one of {', '.join(VIDEO_AGGS)}")
     if not 0.0 < video_ratio <= 1.0:
-        from vadindex.errors import InputError
-
         raise InputError(f"--video-ratio must be in (0, 1], got {video_ratio}")
-    from vadindex.search import check_encoder, load_index_encoder
+    if video_top_k < 1:
+        raise InputError(f"--video-top-k must be at least 1, got {video_top_k}")
 
-    if encoder is None:
-        encoder = load_index_encoder(snap, device, pretrained)
-    else:
+
+def compute_class_similarities(
+    snap: IndexSnapshot,
+    spec: ClassPromptSet,
+    *,
+    frames: bool = False,
+    encoder: Encoder | None = None,
+    device: str = DEFAULT_DEVICE,
+    pretrained: str | None = None,
+    use_cache: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Similarity of every segment (and, with ``frames``, every frame) to every class of ``spec``.
+
+    Text embeddings and text similarities come from the index's cache; the model is loaded only
+    to encode texts that are not cached yet.
+
+    Returns:
+        ``(n_segments, n_classes)`` and, with ``frames``, ``(n_frames, n_classes)`` float32 arrays.
+    """
+    from vadindex.search import check_encoder
+
+    if encoder is not None:
         check_encoder(snap, encoder)
-    text = encoder.encode_texts(prompt_set.texts)
-    sims = similarity_matrix(snap, text)
-    return decide(snap, sims, prompt_set, params, video_ratio)
+    loaded: list[Encoder] = [encoder] if encoder is not None else []
+
+    def get_encoder() -> Encoder:
+        if not loaded:
+            from vadindex.search import load_index_encoder
+
+            loaded.append(load_index_encoder(snap, device, pretrained))
+        return loaded[0]
+
+    texts = spec.texts
+    if use_cache:
+        from vadindex.cache import IndexCache
+
+        cache = IndexCache(snap)
+        text_vectors = cache.text_vectors(texts, get_encoder)
+        text_sims = cache.similarities("segments", texts, text_vectors)
+        frame_text_sims = cache.similarities("frames", texts, text_vectors) if frames else None
+    else:
+        from vadindex.cache import _multiply
+
+        text_vectors = np.asarray(get_encoder().encode_texts(texts), dtype=np.float32)
+        text_sims = similarity_matrix(snap, text_vectors)
+        frame_text_sims = _multiply(snap, "frames", text_vectors) if frames else None
+    weights = spec.text_weights()
+    sims = class_similarities(text_sims, text_vectors, weights)
+    frame_sims = (
+        class_similarities(frame_text_sims, text_vectors, weights) if frame_text_sims is not None else None
+    )
+    return sims, frame_sims
+
+
+def load_neighbours(snap: IndexSnapshot, k: int, use_cache: bool = True) -> np.ndarray:
+    """Each segment's ``k`` nearest other segments in the index (cached in the index folder)."""
+    if use_cache:
+        from vadindex.cache import IndexCache
+
+        return IndexCache(snap).neighbours(k)
+    from vadindex.cache import nearest_neighbours
+
+    return nearest_neighbours(snap.vectors(), k)
 
 
 def decide(
     snap: IndexSnapshot, sims: np.ndarray, prompt_set: PromptSet, params: RuleParams, video_ratio: float
 ) -> DetectResult:
-    """Apply the rules to a precomputed similarity matrix (no model involved)."""
-    is_anomaly = np.array(prompt_set.is_anomaly)
+    """Apply the rules to a precomputed ``(n_segments, n_prompts)`` similarity matrix (no model involved)."""
+    spec = from_prompt_set(prompt_set) if isinstance(prompt_set, PromptSet) else prompt_set
+    result = decide_classes(snap, sims, spec, params, video_ratio=video_ratio)
+    return DetectResult(result.segments, result.videos, result.metrics, prompt_set, result.settings,
+                        result.class_sims, result.class_names)  # fmt: skip
+
+
+def apply_params(
+    snap: IndexSnapshot,
+    sims: np.ndarray,
+    is_anomaly: np.ndarray,
+    params: RuleParams,
+    frame_sims: np.ndarray | None = None,
+    neighbours: np.ndarray | None = None,
+) -> RuleResult:
+    """:func:`vadindex.scoring.apply_rule` with the index's segment table as context."""
     segs = snap.segments
-    scores = score_segments(sims, is_anomaly, snap.manifest.logit_scale)
-    anomalous = decide_segments(sims, is_anomaly, scores, params)
-    texts = np.array(prompt_set.texts, dtype=object)
+    return apply_rule(
+        sims, is_anomaly, snap.manifest.logit_scale, params,
+        video_ids=segs["video_id"].to_numpy(), position=segs["segment"].to_numpy(),
+        frame_sims=frame_sims, frame_row=segs["frame_row"].to_numpy(), n_frames=segs["n_frames"].to_numpy(),
+        neighbours=neighbours,
+    )  # fmt: skip
+
+
+def decide_classes(
+    snap: IndexSnapshot,
+    sims: np.ndarray,
+    spec: ClassPromptSet,
+    params: RuleParams,
+    *,
+    frame_sims: np.ndarray | None = None,
+    neighbours: np.ndarray | None = None,
+    video_agg: str = DEFAULT_VIDEO_AGG,
+    video_ratio: float = DEFAULT_VIDEO_RATIO,
+    video_threshold: float | None = None,
+    video_top_k: int = DEFAULT_VIDEO_TOP_K,
+    annotations: list[Annotation] | None = None,
+) -> DetectResult:
+    """Apply rules, aggregation and metrics to precomputed class similarities (no model involved)."""
+    check_video_options(video_agg, video_ratio, video_top_k)
+    is_anomaly = np.array(spec.is_anomaly)
+    segs = snap.segments
+    res = apply_params(snap, sims, is_anomaly, params, frame_sims, neighbours)
+    names = np.array(spec.class_names, dtype=object)
+    n = len(segs)
     seg_out = pd.DataFrame(
         {
             "video": segs["video"].to_numpy(),
             "segment": segs["segment"].to_numpy(),
             "start": segs["start"].to_numpy(),
             "end": segs["end"].to_numpy(),
-            "score": scores.score,
-            "anomalous": anomalous,
-            "best_prompt": texts[scores.best_prompt] if len(segs) else [],
-            "best_anomaly_sim": scores.best_anomaly,
-            "best_normal_sim": scores.best_normal,
+            "score": res.score,
+            "anomalous": res.anomalous,
+            "best_prompt": names[res.best_class] if n else [],
+            "best_class": names[res.best_anomaly_class] if n else [],
+            "best_anomaly_sim": res.best_anomaly,
+            "best_normal_sim": res.best_normal,
             "label": segs["label"].to_numpy(),
             "video_id": segs["video_id"].to_numpy(),
         }
     )
-    vids = aggregate_videos(segs["video_id"].to_numpy(), scores.score, anomalous, video_ratio)
+    v_threshold = params.segment_threshold if video_threshold is None else video_threshold
+    vids = aggregate_segments(
+        segs["video_id"].to_numpy(), res.score, res.anomalous, method=video_agg, video_ratio=video_ratio,
+        video_threshold=v_threshold, top_k=video_top_k,
+    )  # fmt: skip
+    # Which anomaly class fired in each video: the one of its highest-scoring segment.
+    top_seg = seg_out.assign(_s=res.score).sort_values("_s", ascending=False, kind="stable")
+    fired = top_seg.drop_duplicates("video_id").set_index("video_id")["best_class"]
     meta = snap.videos.set_index("video_id")
     vids.insert(0, "video", meta.loc[vids["video_id"], "video"].to_numpy())
-    vids = vids.rename(columns={"ratio": "score"})
     vids["label"] = pd.array(meta.loc[vids["video_id"], "label"].to_numpy(), dtype="Int8")
     vids["class"] = meta.loc[vids["video_id"], "class"].to_numpy()
-    vids = vids[["video", "score", "anomalous", "label", "class", "max_score", "n_segments", "n_anomalous", "video_id"]]
-    metrics = None
-    labelled = vids["label"].notna().to_numpy()
-    if labelled.any():
-        metrics = binary_metrics(vids.loc[labelled, "label"].astype(int).to_numpy(), vids.loc[labelled, "anomalous"])
-        metrics["level"] = "video"
-        metrics["unlabelled_videos"] = int((~labelled).sum())
+    vids["best_class"] = fired.reindex(vids["video_id"]).to_numpy()
+    truth = None
+    if annotations is not None:
+        from vadindex.annotations import build_ground_truth
+
+        truth = build_ground_truth(segs, snap.videos, annotations)
+        _fill_from_annotations(vids, snap.videos, truth)
+    vids = vids[["video", "score", "anomalous", "label", "class", "max_score", "n_segments", "n_anomalous",
+                 "best_class", "video_id"]]  # fmt: skip
+    metrics = evaluate(vids, res.score, res.anomalous, truth, snap.videos["video_id"].astype(str).to_numpy())
     settings = {
         "rule": params.rule,
         "segment_threshold": params.segment_threshold,
         "top_k": params.top_k,
+        "calibrate": params.calibrate,
+        "smooth": params.smooth,
+        "knn_k": params.knn_k,
+        "knn_alpha": params.knn_alpha,
+        "frame_votes": params.frame_votes,
+        "video_agg": video_agg,
         "video_ratio": video_ratio,
+        "video_threshold": video_threshold,
+        "video_top_k": video_top_k,
         "logit_scale": snap.manifest.logit_scale,
         "model": snap.manifest.identity.describe(),
         "index": str(snap.path),
+        "prompt_set": spec.source,
     }
-    return DetectResult(seg_out, vids, metrics, prompt_set, settings)
+    return DetectResult(seg_out, vids, metrics, spec, settings, np.asarray(sims), tuple(spec.class_names))
+
+
+def _fill_from_annotations(vids: pd.DataFrame, videos: pd.DataFrame, truth: GroundTruth) -> None:
+    """Label and class videos that the index left unlabelled from the annotation file."""
+    pos = pd.Series(np.arange(len(videos)), index=videos["video_id"].astype(str).to_numpy())
+    at = pos.reindex(vids["video_id"].astype(str)).to_numpy()
+    ann_label = truth.video_label[at]
+    missing = vids["label"].isna().to_numpy() & (ann_label >= 0)
+    labels = vids["label"].copy()
+    labels[missing] = ann_label[missing]
+    vids["label"] = labels.astype("Int8")
+    classes = np.array(vids["class"].astype(object).to_numpy(), dtype=object)
+    for i in np.flatnonzero(pd.isna(classes)):
+        classes[i] = truth.video_class[at[i]]
+    vids["class"] = classes
+
+
+def evaluate(
+    vids: pd.DataFrame,
+    seg_scores: np.ndarray,
+    seg_anomalous: np.ndarray,
+    truth: GroundTruth | None,
+    video_ids: np.ndarray | None = None,
+) -> dict[str, Any] | None:
+    """Video-level metrics (flat), plus frame, segment and per-class metrics with annotations.
+
+    Args:
+        vids: video table with ``label``, ``anomalous``, ``score``, ``class``, ``video_id``.
+        seg_scores, seg_anomalous: final segment scores and decisions, in index row order.
+        truth: matched annotations, or ``None``.
+        video_ids: the index's video ids in the order ``truth`` uses.
+
+    Returns:
+        ``None`` when nothing is labelled.
+    """
+    labelled = vids["label"].notna().to_numpy()
+    if not labelled.any() and truth is None:
+        return None
+    y = vids.loc[labelled, "label"].astype(int).to_numpy()
+    metrics: dict[str, Any] = binary_metrics(y, vids.loc[labelled, "anomalous"].to_numpy(bool))
+    metrics["level"] = "video"
+    metrics["unlabelled_videos"] = int((~labelled).sum())
+    vscore = vids.loc[labelled, "score"].to_numpy(np.float64)
+    metrics["video_auc"] = roc_auc(y, np.nan_to_num(vscore, nan=-np.inf))
+    if truth is not None:
+        scores = np.asarray(seg_scores, dtype=np.float64)
+        frame = score_metrics(truth.group_label, scores[truth.group_segment], truth.group_count)
+        metrics["frame_auc"], metrics["frame_ap"] = frame["auc"], frame["ap"]
+        metrics["frames"], metrics["frame_positives"] = frame["n"], frame["positives"]
+        known = truth.segment_label >= 0
+        seg = binary_metrics(truth.segment_label[known] == 1, np.asarray(seg_anomalous)[known])
+        seg.update(
+            {
+                k: v
+                for k, v in score_metrics(truth.segment_label[known] == 1, scores[known]).items()
+                if k in ("auc", "ap")
+            }
+        )
+        metrics["segment"] = seg
+        metrics["annotated_videos"] = int((truth.video_label >= 0).sum())
+        metrics["annotations_missing"] = len(truth.missing)
+        if truth.missing:
+            metrics["annotations_missing_examples"] = truth.missing[:5]
+    metrics["per_class"] = _per_class(vids[labelled], truth, video_ids, seg_scores)
+    return metrics
+
+
+def _per_class(
+    vids: pd.DataFrame, truth: GroundTruth | None, video_ids: np.ndarray | None, seg_scores: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """Per ground-truth class: videos, how many were flagged (recall, or the false-positive rate of
+    normal classes) and, with annotations, the frame AUC of the class's videos pooled with all normal
+    videos, as the benchmarks report per-class AUC."""
+    labels = vids["label"].astype(int).to_numpy()
+    raw = vids["class"].astype(object).to_numpy()
+    names = np.array(
+        [
+            str(c) if not pd.isna(c) else ("Normal" if lab == 0 else "Anomaly")
+            for c, lab in zip(raw, labels, strict=True)
+        ],
+        dtype=object,
+    )
+    flagged = vids["anomalous"].to_numpy(bool)
+    frame_video = None
+    if truth is not None and video_ids is not None:
+        where = pd.Series(np.arange(len(video_ids)), index=video_ids)
+        positions = where.reindex(vids["video_id"].astype(str)).to_numpy()
+        frame_video = truth.group_video
+    scores = np.asarray(seg_scores, dtype=np.float64)
+    out: dict[str, dict[str, Any]] = {}
+    for cls in sorted(set(names)):
+        mask = names == cls
+        normal = bool((labels[mask] == 0).all())
+        rate = "false_positive_rate" if normal else "recall"
+        entry: dict[str, Any] = {"videos": int(mask.sum()), "flagged": int(flagged[mask].sum()),
+                                 rate: float(flagged[mask].mean())}  # fmt: skip
+        if frame_video is not None and truth is not None and not normal:
+            pool = positions[mask | (labels == 0)]
+            keep = np.isin(frame_video, pool[~np.isnan(pool)].astype(np.int64))
+            if keep.any():
+                entry["frame_auc"] = roc_auc(
+                    truth.group_label[keep], scores[truth.group_segment[keep]], truth.group_count[keep]
+                )
+        out[cls] = entry
+    return out
 
 
 def write_outputs(result: DetectResult, out: str | os.PathLike[str]) -> list[Path]:
@@ -179,3 +506,54 @@ def write_outputs(result: DetectResult, out: str | os.PathLike[str]) -> list[Pat
     write_text_atomic(folder / "detect.json", json.dumps(summary, indent=2))
     written.append(folder / "detect.json")
     return written
+
+
+def load_detect_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a ``--config`` YAML file (as ``vadindex tune`` writes) into ``detect`` keyword arguments.
+
+    Keys are the option names with ``_`` or ``-`` (``segment_threshold``, ``video-agg``...); the
+    ``tuning`` section is ignored. Only keys present in the file are returned, so explicit options
+    can override them.
+    """
+    import yaml
+
+    from vadindex.promptsets import safe_load_yaml
+
+    file = Path(path).expanduser()
+    try:
+        data = safe_load_yaml(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{file}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{file}: cannot read config ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"{file}: a config must be a mapping of option names to values")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name in CONFIG_IGNORED:
+            continue
+        if name not in DETECT_DEFAULTS:
+            raise InputError(f"{file}: unknown option {key!r}; known: {', '.join(sorted(DETECT_DEFAULTS))}")
+        default = DETECT_DEFAULTS[name]
+        if isinstance(default, bool) or default is None or value is None:
+            out[name] = value
+            continue
+        try:
+            out[name] = type(default)(value) if not isinstance(default, str) else str(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{file}: {key} must be a {type(default).__name__}, got {value!r}") from None
+        if isinstance(default, int) and not isinstance(value, int):
+            raise InputError(f"{file}: {key} must be a whole number, got {value!r}")
+    if isinstance(out.get("prompts"), dict):
+        from vadindex.promptsets import parse_prompt_yaml
+
+        out["prompts"] = parse_prompt_yaml(out["prompts"], f"{file}: prompts")
+    if out.get("annotations"):
+        ann = Path(str(out["annotations"])).expanduser()
+        out["annotations"] = str(ann if ann.is_absolute() else file.parent / ann)
+    return out

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from vadindex.config import DEFAULT_PRETRAINED
+from vadindex.config import DEFAULT_PRECISION, DEFAULT_PRETRAINED
 from vadindex.errors import InputError, ModelError
 
 log = logging.getLogger("vadindex")
@@ -25,6 +25,8 @@ RANDOM = "random"
 #: ``--pretrained`` value for a built-in model's shipped weights.
 BUILTIN = "builtin"
 _RANDOM_SEED = 0
+#: ``--precision`` values; see :func:`resolve_precision`.
+PRECISIONS = ("auto", "fp32", "int8", "fp16")
 
 
 @dataclass(frozen=True)
@@ -209,14 +211,62 @@ def resolve_weights(model: str, pretrained: str) -> tuple[Path | None, ModelIden
         raise ModelError(f"cannot download weights for {model} ({pretrained}): {exc}") from None
 
 
+def resolve_precision(precision: str, device: str) -> str:
+    """Turn ``auto`` into ``fp16`` on CUDA and ``fp32`` elsewhere; refuse combinations that cannot run.
+
+    ``int8`` quantises the image tower's linear layers dynamically (weights int8, activations
+    quantised per batch; PyTorch's CPU kernels), ``fp16`` autocasts on CUDA.
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    cuda = device.startswith("cuda")
+    if precision == "auto":
+        return "fp16" if cuda else "fp32"
+    if precision == "int8" and device != "cpu":
+        raise InputError(f"--precision int8 runs on the CPU only, not on {device}; use fp16 on a GPU")
+    if precision == "fp16" and not cuda:
+        raise InputError(f"--precision fp16 needs a CUDA device, not {device}; on a CPU use fp32 or int8")
+    return precision
+
+
+def quantize_image_tower(model: Any) -> Any:
+    """Dynamic int8 quantisation of the image tower's ``nn.Linear`` layers, in place; returns ``model``.
+
+    The text tower stays in fp32, so text embeddings, and so queries and prompts, are unchanged; the
+    image embeddings agree with fp32 to a cosine of about 0.999 (see ``tests/test_speed_options.py``).
+    Attention projections inside ``nn.MultiheadAttention`` are not ``nn.Linear`` modules and stay fp32.
+    """
+    import warnings
+
+    import torch
+
+    try:
+        from torch.ao.quantization import quantize_dynamic
+    except ImportError:  # pragma: no cover - removed in some future torch
+        raise ModelError(
+            f"--precision int8 needs torch.ao.quantization, absent from torch {torch.__version__}"
+        ) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation notices about the eager-mode API
+        model.visual = quantize_dynamic(model.visual, {torch.nn.Linear}, dtype=torch.qint8)
+    return model
+
+
 class OpenClipEncoder:
     """An open_clip CLIP model as an :class:`Encoder`.
 
     Images are normalised with the model's own mean and std in one batched step on the device,
-    then encoded under ``torch.inference_mode`` (and fp16 autocast on CUDA).
+    then encoded under ``torch.inference_mode`` (with fp16 autocast when ``precision`` is ``fp16``).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, identity: ModelIdentity, device: str) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        identity: ModelIdentity,
+        device: str,
+        precision: str = DEFAULT_PRECISION,
+    ) -> None:
         import open_clip
         import torch
 
@@ -224,6 +274,7 @@ class OpenClipEncoder:
         self.tokenizer = tokenizer
         self.identity = identity
         self.device = device
+        self.precision = resolve_precision(precision, device)
         pp = open_clip.get_model_preprocess_cfg(model)
         size = pp.get("size", getattr(model.visual, "image_size", 224))
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
@@ -241,7 +292,7 @@ class OpenClipEncoder:
 
         import torch
 
-        if self.device.startswith("cuda"):
+        if self.precision == "fp16" and self.device.startswith("cuda"):
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
@@ -275,7 +326,9 @@ class OpenClipEncoder:
         return np.concatenate(out) if out else np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
 
 
-def load_encoder(model: str, pretrained: str | None = None, device: str = "auto") -> OpenClipEncoder:
+def load_encoder(
+    model: str, pretrained: str | None = None, device: str = "auto", precision: str = DEFAULT_PRECISION
+) -> OpenClipEncoder:
     """Build an open_clip model with its weights and wrap it as an :class:`Encoder`.
 
     Args:
@@ -283,6 +336,8 @@ def load_encoder(model: str, pretrained: str | None = None, device: str = "auto"
         pretrained: an open_clip tag, a local checkpoint path, ``builtin`` or ``random``;
             ``None`` picks the model's default.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        precision: ``auto`` (fp16 on CUDA, else fp32), ``fp32``, ``int8`` (CPU) or ``fp16`` (CUDA).
+            The model identity does not change with precision: text is encoded in fp32 either way.
 
     Returns:
         The encoder, in eval mode on ``device``.
@@ -297,6 +352,7 @@ def load_encoder(model: str, pretrained: str | None = None, device: str = "auto"
         )
     pretrained = pretrained or default_pretrained(model)
     device = resolve_device(device)
+    precision = resolve_precision(precision, device)
     path, identity = resolve_weights(model, pretrained)
     if identity.pretrained == RANDOM:
         log.warning(
@@ -328,5 +384,7 @@ def load_encoder(model: str, pretrained: str | None = None, device: str = "auto"
                 f"cannot load checkpoint {path} into {model}: {str(exc).splitlines()[0]}"
             ) from None
     clip = clip.to(device)
+    if precision == "int8":
+        quantize_image_tower(clip)
     tokenizer = open_clip.get_tokenizer(model)
-    return OpenClipEncoder(clip, tokenizer, identity, device)
+    return OpenClipEncoder(clip, tokenizer, identity, device, precision)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -21,6 +22,7 @@ from vadindex.config import (
     DEFAULT_DEVICE,
     DEFAULT_FPS,
     DEFAULT_MODEL,
+    DEFAULT_PRECISION,
     DEFAULT_SEGMENT_SECONDS,
     SamplingSettings,
 )
@@ -29,12 +31,15 @@ from vadindex.encoder import Encoder
 from vadindex.errors import InputError, VadindexError, VideoError
 from vadindex.segment import build_segments
 from vadindex.sources import VideoSource, collect_sources, fingerprint
-from vadindex.store import MANIFEST, IndexWriter, PendingVideo, read_manifest
+from vadindex.store import LOCK, MANIFEST, PARTS, IndexWriter, PendingVideo, lock_index, read_manifest
 
 log = logging.getLogger("vadindex")
 
 #: A decoder that produces no batch for this long is abandoned (a file that hangs FFmpeg).
 DEFAULT_STALL_TIMEOUT = 120.0
+#: Seconds one video may take in all before it is abandoned; ``None``: no limit (hours-long videos
+#: are legitimate, and the stall timeout already catches a decoder that hangs).
+DEFAULT_VIDEO_TIMEOUT: float | None = None
 #: Commit at least this often (seconds) while videos are pending, whatever ``commit_every`` says.
 COMMIT_INTERVAL = 60.0
 
@@ -76,36 +81,67 @@ class BuildSummary:
         }
 
 
-def _prefetch(source: Iterator[np.ndarray], depth: int, stall_timeout: float, path: Path) -> Iterator[np.ndarray]:
-    """Run ``source`` in a thread so decoding overlaps encoding; give up on a stalled decoder."""
+def _prefetch(
+    source: Iterator[np.ndarray],
+    depth: int,
+    stall_timeout: float,
+    path: Path,
+    video_timeout: float | None = None,
+) -> Iterator[np.ndarray]:
+    """Run ``source`` in a thread so decoding overlaps encoding; give up on a stalled or slow decoder.
+
+    A decoder stuck inside FFmpeg cannot be interrupted from Python: its thread is left behind (a
+    daemon, so it never blocks exit) and the build moves on to the next file. A decoder that is
+    merely slow stops at its next batch.
+    """
     q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
+    deadline = None if video_timeout is None else time.monotonic() + video_timeout
+
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def work() -> None:
         try:
             for item in source:
-                while not stop.is_set():
-                    try:
-                        q.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put("item", item):
                     return
-            q.put(("done", None))
+            put("done", None)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            q.put(("error", exc))
+            put("error", exc)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()  # closes the container now, not when the generator is collected
 
     thread = threading.Thread(target=work, name=f"decode:{path.name}", daemon=True)
     thread.start()
     try:
         while True:
+            wait = stall_timeout
+            if deadline is not None:
+                wait = min(wait, max(deadline - time.monotonic(), 0.0))
             try:
-                kind, value = q.get(timeout=stall_timeout)
+                kind, value = q.get(timeout=wait)
             except queue.Empty:
-                raise VideoError(str(path), f"decoder stalled for {stall_timeout:.0f} s; abandoned") from None
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise VideoError(
+                        str(path), f"took longer than --video-timeout {video_timeout:g} s; abandoned"
+                    ) from None
+                raise VideoError(str(path), f"decoder stalled for {stall_timeout:g} s; abandoned") from None
             if kind == "item":
                 yield value
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise VideoError(
+                        str(path), f"took longer than --video-timeout {video_timeout:g} s; abandoned"
+                    )
             elif kind == "error":
                 raise value
             else:
@@ -121,6 +157,7 @@ def ingest_video(
     batch_size: int = DEFAULT_BATCH_SIZE,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     video_id: str | None = None,
+    video_timeout: float | None = DEFAULT_VIDEO_TIMEOUT,
 ) -> PendingVideo:
     """Decode, sample, encode and segment one video: the independent unit of ingestion work.
 
@@ -131,6 +168,7 @@ def ingest_video(
         batch_size: frames per encoder batch.
         stall_timeout: seconds without a decoded batch before the file is abandoned.
         video_id: the content fingerprint, if already computed.
+        video_timeout: seconds the whole video may take (decoding and encoding); ``None`` for no limit.
 
     Returns:
         The video's metadata, segment rows, segment vectors and frame vectors, ready to commit.
@@ -140,14 +178,16 @@ def ingest_video(
     """
     path = source.path
     sampled = SampledVideo(path, settings.fps, encoder.image_size, batch_size)
-    blocks = [encoder.encode_images(batch) for batch in _prefetch(sampled.batches(), 2, stall_timeout, path)]
+    batches = _prefetch(sampled.batches(), 2, stall_timeout, path, video_timeout)
+    blocks = [encoder.encode_images(batch) for batch in batches]
     info = sampled.info
     assert info is not None
     frame_vectors = np.concatenate(blocks) if blocks else np.zeros((0, encoder.dim), np.float32)
     segments = build_segments(sampled.frame_times, len(frame_vectors), info.duration, settings)
     if not segments:
         raise VideoError(
-            str(path), f"{info.duration:.2f} s long, shorter than one segment ({settings.segment_seconds:g} s)"
+            str(path),
+            f"{info.duration:.2f} s long, shorter than one segment ({settings.segment_seconds:g} s)",
         )
     frame_vectors = frame_vectors[: segments[-1].sample_end]
     seg_vectors = np.stack([frame_vectors[s.sample_start : s.sample_end].mean(axis=0) for s in segments])
@@ -228,14 +268,18 @@ def build_index(
     segment_seconds: float | None = None,
     commit_every: int = DEFAULT_COMMIT_EVERY,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    video_timeout: float | None = DEFAULT_VIDEO_TIMEOUT,
     progress: bool = True,
     encoder: Encoder | None = None,
     on_failure: Callable[[str, str], None] | None = None,
+    precision: str = DEFAULT_PRECISION,
+    index_type: str | None = None,
 ) -> BuildSummary:
     """Index videos: decode, sample, encode and store every segment; skip videos already indexed.
 
     When the index exists, its model and sampling are used unless given; giving different ones is
-    refused. A video that cannot be read is reported and skipped; the build goes on.
+    refused. A video that cannot be read is reported and skipped; the build goes on. The index is
+    locked before the model loads, so a second build on the same index is refused at once.
 
     Args:
         sources: video files and folders.
@@ -249,17 +293,25 @@ def build_index(
         segment_seconds: segment length.
         commit_every: videos per commit.
         stall_timeout: seconds a decoder may produce nothing before its file is abandoned.
+        video_timeout: seconds one video may take in all before it is abandoned (``None``: no limit).
         progress: show a progress bar.
         encoder: an already-loaded encoder (overrides ``model``/``pretrained``/``device``).
         on_failure: called with ``(path, reason)`` for each video that fails.
+        precision: encoder arithmetic, ``auto``, ``fp32``, ``int8`` (CPU) or ``fp16`` (CUDA).
+        index_type: FAISS index type (``auto``, ``flat``, ``ivf``, ``hnsw``); default the index's, else ``auto``.
 
     Returns:
-        A :class:`BuildSummary`.
+        A :class:`BuildSummary`; ``failures`` lists every video that was not indexed, also written
+        to ``failures.csv`` in the index at each commit.
     """
     t_start = time.perf_counter()
     index_path = Path(index).expanduser()
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    if commit_every < 1:
+        raise InputError(f"--commit-every must be at least 1, got {commit_every}")
+    if not stall_timeout > 0 or (video_timeout is not None and not video_timeout > 0):
+        raise InputError("--stall-timeout and --video-timeout must be positive")
     existing = read_manifest(index_path) if (index_path / MANIFEST).exists() else None
     if existing is not None:
         model = model or existing.model
@@ -270,7 +322,9 @@ def build_index(
                     f"{index_path}: built from checkpoint {pretrained[5:]}; pass it again with --pretrained PATH"
                 )
         fps = fps if fps is not None else existing.sampling["fps"]
-        segment_seconds = segment_seconds if segment_seconds is not None else existing.sampling["segment_seconds"]
+        segment_seconds = (
+            segment_seconds if segment_seconds is not None else existing.sampling["segment_seconds"]
+        )
     settings = SamplingSettings(
         fps=fps if fps is not None else DEFAULT_FPS,
         segment_seconds=segment_seconds if segment_seconds is not None else DEFAULT_SEGMENT_SECONDS,
@@ -280,73 +334,87 @@ def build_index(
     if not videos:
         detail = "; ".join(f"{p}: {r}" for p, r in failures) or "no sources given"
         raise InputError(f"no videos to index ({detail})")
-    if encoder is None:
-        from vadindex.encoder import load_encoder
+    if index_type is not None:
+        from vadindex.ann import check_index_type
 
-        encoder = load_encoder(model or DEFAULT_MODEL, pretrained, device)
-    pretrained_path = None
-    if encoder.identity.pretrained.startswith("file:") and pretrained:
-        pretrained_path = str(Path(pretrained).expanduser().absolute())
-    sampling = {
-        "fps": settings.fps,
-        "segment_seconds": settings.segment_seconds,
-        "min_tail_fraction": settings.min_tail_fraction,
-    }
+        check_index_type(index_type)
+    created = not index_path.exists()
+    lock = lock_index(index_path)
+    try:
+        if encoder is None:
+            from vadindex.encoder import load_encoder
+
+            encoder = load_encoder(model or DEFAULT_MODEL, pretrained, device, precision)
+        writer = IndexWriter(
+            index_path,
+            encoder.identity,
+            encoder.dim,
+            encoder.logit_scale,
+            _sampling_dict(settings),
+            pretrained_path=_pretrained_path(encoder, pretrained),
+            lock=lock,
+            index_type=index_type,
+        )
+        writer.open()
+    except BaseException:
+        lock.release()
+        if created:
+            _remove_empty_index(index_path)
+        raise
     failures = list(failures)
     if on_failure:
         for p, r in failures:
             on_failure(p, r)
     added = skipped = segments_added = frames = 0
-    writer = IndexWriter(
-        index_path, encoder.identity, encoder.dim, encoder.logit_scale, sampling, pretrained_path=pretrained_path
-    )
     with writer:
         bar = _Progress(len(videos), progress)
         last_commit = time.perf_counter()
+
+        def commit() -> None:
+            writer.commit()
+            writer.write_failures(failures)
+
         try:
             for src in videos:
                 t_video = time.perf_counter()
+                log.debug("ingesting %s", src.path)
                 try:
                     vid = fingerprint(src.path)
                     if writer.has_video(vid):
                         skipped += 1
                         bar.update(0, 1.0, src.video)
                         continue
-                    item = ingest_video(src, encoder, settings, batch_size, stall_timeout, vid)
-                except (VideoError, OSError) as exc:
-                    reason = exc.reason if isinstance(exc, VideoError) else (exc.strerror or str(exc))
-                    failures.append((str(src.path), reason))
-                    bar.write(f"skipped {src.path}: {reason}")
-                    if on_failure:
-                        on_failure(str(src.path), reason)
-                    bar.update(0, 1.0, src.video)
-                    continue
-                except VadindexError:
-                    raise
+                    item = ingest_video(src, encoder, settings, batch_size, stall_timeout, vid, video_timeout)
+                except VadindexError as exc:
+                    if not isinstance(exc, VideoError):
+                        raise
+                    reason = exc.reason
+                except OSError as exc:
+                    reason = exc.strerror or str(exc)
                 except Exception as exc:  # noqa: BLE001 - one bad video never stops a build
                     log.debug("unexpected error on %s", src.path, exc_info=True)
                     reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                    failures.append((str(src.path), reason))
-                    bar.write(f"skipped {src.path}: {reason}")
-                    if on_failure:
-                        on_failure(str(src.path), reason)
-                    bar.update(0, 1.0, src.video)
+                else:
+                    writer.add(item)
+                    added += 1
+                    segments_added += len(item.segments)
+                    frames += len(item.frame_vectors)
+                    bar.update(len(item.frame_vectors), time.perf_counter() - t_video, src.video)
+                    if writer.pending >= commit_every or time.perf_counter() - last_commit > COMMIT_INTERVAL:
+                        commit()
+                        last_commit = time.perf_counter()
                     continue
-                writer.add(item)
-                added += 1
-                segments_added += len(item.segments)
-                frames += len(item.frame_vectors)
-                bar.update(len(item.frame_vectors), time.perf_counter() - t_video, src.video)
-                if writer.pending >= commit_every or time.perf_counter() - last_commit > COMMIT_INTERVAL:
-                    writer.commit()
-                    last_commit = time.perf_counter()
+                failures.append((str(src.path), reason))
+                bar.write(f"skipped {src.path}: {reason}")
+                if on_failure:
+                    on_failure(str(src.path), reason)
+                bar.update(0, 1.0, src.video)
         except KeyboardInterrupt:
-            writer.commit()  # keep what is finished
+            commit()  # keep what is finished
             raise
         finally:
             bar.close()
-        writer.commit()
-        writer.write_failures(failures)
+        commit()
         manifest_now = writer.manifest
         assert manifest_now is not None
     return BuildSummary(
@@ -361,3 +429,26 @@ def build_index(
         total_segments=manifest_now.n_segments,
         model=encoder.identity.describe(),
     )
+
+
+def _sampling_dict(settings: SamplingSettings) -> dict[str, float]:
+    return {
+        "fps": settings.fps,
+        "segment_seconds": settings.segment_seconds,
+        "min_tail_fraction": settings.min_tail_fraction,
+    }
+
+
+def _pretrained_path(encoder: Encoder, pretrained: str | None) -> str | None:
+    """The checkpoint file's absolute path, recorded so queries can find the same weights."""
+    if encoder.identity.pretrained.startswith("file:") and pretrained:
+        return str(Path(pretrained).expanduser().absolute())
+    return None
+
+
+def _remove_empty_index(path: Path) -> None:
+    """Undo the folder a build created before it failed to start (model missing, index locked)."""
+    with contextlib.suppress(OSError):
+        (path / LOCK).unlink(missing_ok=True)
+        (path / PARTS).rmdir()
+        path.rmdir()

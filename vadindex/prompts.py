@@ -65,7 +65,8 @@ def parse_prompts(value: str | list[str] | tuple[str, ...], what: str = "--promp
 
 
 def build_prompt_set(
-    prompts: str | list[str] | tuple[str, ...], normal_prompts: str | list[str] | tuple[str, ...] | None = None
+    prompts: str | list[str] | tuple[str, ...],
+    normal_prompts: str | list[str] | tuple[str, ...] | None = None,
 ) -> PromptSet:
     """Combine anomaly prompts with normal ones (the built-in set when none are given)."""
     anomaly = parse_prompts(prompts)

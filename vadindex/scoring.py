@@ -11,6 +11,30 @@ temperature, 100 for the OpenAI and LAION models).
 - ``balanced``:        anomalous when ``a_i >= tau`` and the best anomaly prompt beats the best
                        normal one, ``max_{p in A} S[i, p] > max_{p in N} S[i, p]``, so a large set of
                        anomaly prompts cannot win by sheer number.
+
+The full pipeline (:func:`apply_rule`) works on classes ``c`` (a class is one prompt, or an ensemble of
+prompts and templates, see :mod:`vadindex.promptsets`) and adds, in this order:
+
+1. Calibration (``--calibrate``), per class against its distribution over all ``n`` segments of the
+   index, so one threshold means the same for every prompt and model:
+   ``zscore``: ``Z[i, c] = (S[i, c] - mean_j S[j, c]) / std_j S[j, c]``;
+   ``percentile``: ``P[i, c] = #{j : S[j, c] <= S[i, c]} / n`` (empirical CDF, in (0, 1]).
+   A calibrated score is ``a_i = max_{c in A} Z[i, c]`` (or ``P``): how unusually close the segment is
+   to its nearest anomaly class; ``balanced`` then requires ``max_A Z > max_N Z``. Without
+   calibration the score is the softmax mass above.
+2. ``frame-vote``: each stored frame ``f`` gets a score ``a_f`` as in 1 (frame calibration is against
+   all frames); segment ``i`` with frames ``F_i`` scores ``a_i = m-th largest {a_f : f in F_i}`` with
+   ``m = min(--frame-votes, |F_i|)``, so ``a_i >= tau`` exactly when at least ``m`` frames vote
+   anomalous. ``topk`` keeps the score ``a_i`` of 1 but decides by the vote share
+   ``v_i = |topk_c S[i, c] & A| / k`` (on calibrated values when calibrated): ``v_i > 1/2``.
+3. kNN refinement (``--knn-k K``, ``--knn-alpha alpha``), with ``N_K(i)`` the ``K`` segments of the
+   index nearest to segment ``i`` (cosine of the segment vectors, itself excluded):
+   ``a'_i = (1 - alpha) a_i + alpha * mean_{j in N_K(i)} a_j``.
+4. Temporal smoothing (``--smooth h``): the mean over the segments of the same video at most ``h``
+   positions away, ``a''_i = mean_{j in v(i), |pos_j - pos_i| <= h} a'_j`` (windows shrink at the ends).
+
+Steps 3 and 4 are linear; ``balanced`` applies them to its margin ``max_A - max_N`` as well, and
+``topk`` to its vote share.
 """
 
 from __future__ import annotations
@@ -19,10 +43,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vadindex.config import DEFAULT_PROMPT_TOP_K, DEFAULT_RULE, DEFAULT_SEGMENT_THRESHOLD
+from vadindex.config import (
+    DEFAULT_CALIBRATE,
+    DEFAULT_FRAME_VOTES,
+    DEFAULT_KNN_ALPHA,
+    DEFAULT_KNN_K,
+    DEFAULT_PROMPT_TOP_K,
+    DEFAULT_RULE,
+    DEFAULT_SEGMENT_THRESHOLD,
+    DEFAULT_SMOOTH,
+)
 from vadindex.errors import InputError
 
-RULES = ("threshold", "topk", "balanced")
+RULES = ("threshold", "topk", "balanced", "frame-vote")
+CALIBRATIONS = ("none", "zscore", "percentile")
 
 
 @dataclass(frozen=True)
@@ -32,17 +66,37 @@ class RuleParams:
     rule: str = DEFAULT_RULE
     segment_threshold: float = DEFAULT_SEGMENT_THRESHOLD
     top_k: int = DEFAULT_PROMPT_TOP_K
+    calibrate: str = DEFAULT_CALIBRATE
+    smooth: int = DEFAULT_SMOOTH
+    knn_k: int = DEFAULT_KNN_K
+    knn_alpha: float = DEFAULT_KNN_ALPHA
+    frame_votes: int = DEFAULT_FRAME_VOTES
 
     def validate(self, n_prompts: int | None = None) -> None:
         """Raise :class:`InputError` on an unknown rule or a parameter out of range."""
         if self.rule not in RULES:
             raise InputError(f"unknown rule {self.rule!r}; choose one of {', '.join(RULES)}")
-        if not 0.0 <= self.segment_threshold <= 1.0:
+        if self.calibrate not in CALIBRATIONS:
+            raise InputError(
+                f"unknown calibration {self.calibrate!r}; choose one of {', '.join(CALIBRATIONS)}"
+            )
+        if self.calibrate == "zscore":
+            if not np.isfinite(self.segment_threshold):
+                raise InputError(f"--segment-threshold must be a number, got {self.segment_threshold}")
+        elif not 0.0 <= self.segment_threshold <= 1.0:
             raise InputError(f"--segment-threshold must be in [0, 1], got {self.segment_threshold}")
         if self.top_k < 1:
             raise InputError(f"--top-k must be at least 1, got {self.top_k}")
         if n_prompts is not None and self.rule == "topk" and self.top_k > n_prompts:
             raise InputError(f"--top-k {self.top_k} is more than the {n_prompts} prompts")
+        if self.smooth < 0:
+            raise InputError(f"--smooth must be 0 or more, got {self.smooth}")
+        if self.knn_k < 0:
+            raise InputError(f"--knn-k must be 0 or more, got {self.knn_k}")
+        if not 0.0 <= self.knn_alpha <= 1.0:
+            raise InputError(f"--knn-alpha must be in [0, 1], got {self.knn_alpha}")
+        if self.frame_votes < 1:
+            raise InputError(f"--frame-votes must be at least 1, got {self.frame_votes}")
 
 
 @dataclass(frozen=True)
@@ -91,8 +145,203 @@ def decide_segments(
 ) -> np.ndarray:
     """Apply ``params.rule`` to every segment; returns a boolean array."""
     params.validate(sims.shape[1])
+    if params.rule == "frame-vote":
+        raise InputError("the frame-vote rule needs frame similarities; use apply_rule")
     if params.rule == "threshold":
         return scores.score >= params.segment_threshold
     if params.rule == "topk":
         return topk_votes(sims, is_anomaly, params.top_k) * 2 > min(params.top_k, sims.shape[1])
     return (scores.score >= params.segment_threshold) & (scores.best_anomaly > scores.best_normal)
+
+
+def calibrate_similarities(sims: np.ndarray, method: str) -> np.ndarray:
+    """Calibrate every column against its own distribution over the rows (see the module docstring)."""
+    s = np.asarray(sims, dtype=np.float64)
+    if method == "none":
+        return s
+    if method == "zscore":
+        std = s.std(axis=0)
+        return (s - s.mean(axis=0)) / np.where(std > 1e-12, std, 1.0)
+    if method == "percentile":
+        out = np.empty_like(s)
+        for c in range(s.shape[1]):
+            col = np.sort(s[:, c])
+            out[:, c] = np.searchsorted(col, s[:, c], side="right") / max(len(col), 1)
+        return out
+    raise InputError(f"unknown calibration {method!r}; choose one of {', '.join(CALIBRATIONS)}")
+
+
+def class_scores(
+    sims: np.ndarray, is_anomaly: np.ndarray, logit_scale: float, calibrate: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row anomaly score and the calibrated best anomaly and best normal values.
+
+    Returns:
+        ``(a, best_A, best_N)``: ``a`` is the softmax mass on anomaly classes without calibration and
+        ``max_{c in A}`` of the calibrated values otherwise.
+    """
+    is_anomaly = np.asarray(is_anomaly, dtype=bool)
+    values = calibrate_similarities(sims, calibrate)
+    best_a = values[:, is_anomaly].max(axis=1) if len(values) else np.zeros(0)
+    best_n = values[:, ~is_anomaly].max(axis=1) if len(values) else np.zeros(0)
+    if calibrate == "none":
+        return softmax_anomaly_score(sims, is_anomaly, logit_scale), best_a, best_n
+    return best_a, best_a, best_n
+
+
+def frame_rows(frame_row: np.ndarray, n_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The frame rows of every segment, concatenated, and the segment of each (``repeat(arange, n)``)."""
+    n = np.asarray(n_frames, dtype=np.int64)
+    seg = np.repeat(np.arange(len(n)), n)
+    starts = np.cumsum(n) - n
+    rows = np.repeat(np.asarray(frame_row, dtype=np.int64), n) + (np.arange(n.sum()) - np.repeat(starts, n))
+    return rows, seg
+
+
+def kth_largest_per_segment(
+    frame_scores: np.ndarray, frame_row: np.ndarray, n_frames: np.ndarray, m: int
+) -> np.ndarray:
+    """``m``-th largest frame score of each segment (``min(m, n_i)``-th for short segments; NaN if none)."""
+    n = np.asarray(n_frames, dtype=np.int64)
+    rows, seg = frame_rows(frame_row, n)
+    values = np.asarray(frame_scores, dtype=np.float64)[rows]
+    order = np.lexsort((-values, seg))  # by segment, then descending score
+    starts = np.cumsum(n) - n
+    pick = starts + np.minimum(m, n) - 1
+    out = np.full(len(n), np.nan)
+    has = n > 0
+    out[has] = values[order][pick[has]]
+    return out
+
+
+def knn_blend(scores: np.ndarray, neighbours: np.ndarray, alpha: float) -> np.ndarray:
+    """``(1 - alpha) a_i + alpha * mean_{j in N(i)} a_j``; ``neighbours`` is ``(n, K)`` row numbers."""
+    a = np.asarray(scores, dtype=np.float64)
+    nb = np.asarray(neighbours, dtype=np.int64)
+    if nb.ndim != 2 or nb.shape[1] == 0 or alpha == 0:
+        return a
+    return (1.0 - alpha) * a + alpha * a[nb].mean(axis=1)
+
+
+def smooth_scores(
+    scores: np.ndarray, video_ids: np.ndarray, position: np.ndarray, half_width: int
+) -> np.ndarray:
+    """Mean over the segments of the same video at most ``half_width`` positions away (shrinking at ends).
+
+    Args:
+        scores: one score per segment.
+        video_ids: the video of each segment.
+        position: order of the segment within its video (the segment number).
+        half_width: ``h``; 0 returns the scores unchanged.
+    """
+    a = np.asarray(scores, dtype=np.float64)
+    if half_width <= 0 or len(a) == 0:
+        return a
+    _, codes = np.unique(np.asarray(video_ids).astype(str), return_inverse=True)
+    order = np.lexsort((np.asarray(position), codes))
+    sorted_codes = codes[order]
+    sorted_a = a[order]
+    n = len(a)
+    first = np.searchsorted(sorted_codes, sorted_codes, side="left")
+    last = np.searchsorted(sorted_codes, sorted_codes, side="right") - 1
+    idx = np.arange(n)
+    lo = np.maximum(first, idx - half_width)
+    hi = np.minimum(last, idx + half_width)
+    csum = np.concatenate([[0.0], np.cumsum(sorted_a)])
+    out = np.empty(n)
+    out[order] = (csum[hi + 1] - csum[lo]) / (hi - lo + 1)
+    return out
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """What :func:`apply_rule` decided, per segment."""
+
+    score: np.ndarray  # final score (after kNN and smoothing); decisions threshold it
+    anomalous: np.ndarray
+    raw_score: np.ndarray  # before kNN and smoothing
+    best_class: np.ndarray  # argmax over all classes of the (calibrated) values
+    best_anomaly_class: np.ndarray  # argmax over anomaly classes: which anomaly class fired
+    best_anomaly: np.ndarray  # max_{c in A} S[i, c], raw cosine
+    best_normal: np.ndarray  # max_{c in N} S[i, c], raw cosine
+
+
+def apply_rule(
+    sims: np.ndarray,
+    is_anomaly: np.ndarray,
+    logit_scale: float,
+    params: RuleParams,
+    *,
+    video_ids: np.ndarray | None = None,
+    position: np.ndarray | None = None,
+    frame_sims: np.ndarray | None = None,
+    frame_row: np.ndarray | None = None,
+    n_frames: np.ndarray | None = None,
+    neighbours: np.ndarray | None = None,
+) -> RuleResult:
+    """Score and decide every segment with the full pipeline of the module docstring.
+
+    Args:
+        sims: ``(n_segments, n_classes)`` cosine similarities.
+        is_anomaly: one flag per class.
+        logit_scale: CLIP's ``lam``.
+        params: rule, threshold and pipeline parameters.
+        video_ids, position: video and segment number of each segment (needed when ``smooth > 0``).
+        frame_sims, frame_row, n_frames: frame similarities and each segment's frame rows
+            (needed by ``frame-vote``).
+        neighbours: ``(n_segments, K)`` nearest segments (needed when ``knn_k > 0``).
+
+    Returns:
+        A :class:`RuleResult`.
+    """
+    sims = np.asarray(sims, dtype=np.float32)
+    is_anomaly = np.asarray(is_anomaly, dtype=bool)
+    if sims.ndim != 2 or sims.shape[1] != len(is_anomaly):
+        raise ValueError("sims must be (n_segments, n_classes) with one flag per class")
+    if not is_anomaly.any() or is_anomaly.all():
+        raise InputError("scoring needs at least one anomaly prompt and one normal prompt")
+    params.validate(sims.shape[1])
+    n = len(sims)
+    values = calibrate_similarities(sims, params.calibrate)
+    score, best_a, best_n = class_scores(sims, is_anomaly, logit_scale, params.calibrate)
+    # The quantity each rule compares with zero besides the score: the balanced rule's margin, or
+    # the topk rule's vote share above one half.
+    margin = best_a - best_n
+    if params.rule == "topk":
+        k = min(params.top_k, sims.shape[1])
+        margin = (topk_votes(values, is_anomaly, k) / k if n else np.zeros(0)) - 0.5
+    elif params.rule == "frame-vote":
+        if frame_sims is None or frame_row is None or n_frames is None:
+            raise InputError("the frame-vote rule needs the index's frame embeddings")
+        frame_score, _, _ = class_scores(frame_sims, is_anomaly, logit_scale, params.calibrate)
+        voted = kth_largest_per_segment(frame_score, frame_row, n_frames, params.frame_votes)
+        score = np.where(np.isnan(voted), score, voted)
+    raw = np.asarray(score, dtype=np.float64)
+    score = raw
+    if params.knn_k > 0:
+        if neighbours is None:
+            raise InputError("--knn-k needs the index's nearest-neighbour lists")
+        nb = np.asarray(neighbours)[:, : params.knn_k]
+        score = knn_blend(score, nb, params.knn_alpha)
+        margin = knn_blend(margin, nb, params.knn_alpha)
+    if params.smooth > 0:
+        if video_ids is None or position is None:
+            raise InputError("--smooth needs the video and position of every segment")
+        score = smooth_scores(score, video_ids, position, params.smooth)
+        margin = smooth_scores(margin, video_ids, position, params.smooth)
+    if params.rule == "topk":
+        anomalous = margin > 0
+    else:
+        anomalous = score >= params.segment_threshold
+        if params.rule == "balanced":
+            anomalous &= margin > 0
+    anomaly_cols = np.flatnonzero(is_anomaly)
+    return RuleResult(
+        score=score,
+        anomalous=np.asarray(anomalous, dtype=bool),
+        raw_score=raw,
+        best_class=values.argmax(axis=1) if n else np.zeros(0, np.int64),
+        best_anomaly_class=anomaly_cols[values[:, is_anomaly].argmax(axis=1)] if n else np.zeros(0, np.int64),
+        best_anomaly=sims[:, is_anomaly].max(axis=1) if n else np.zeros(0, np.float32),
+        best_normal=sims[:, ~is_anomaly].max(axis=1) if n else np.zeros(0, np.float32),
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vadindex.config import DEFAULT_TOP_K_RESULTS
+from vadindex.config import DEFAULT_PRECISION, DEFAULT_TOP_K_RESULTS
 from vadindex.encoder import Encoder
 from vadindex.errors import InputError, ModelError
 from vadindex.store import IndexSnapshot
@@ -17,8 +17,18 @@ from vadindex.store import IndexSnapshot
 RESULT_COLUMNS = ["rank", "score", "video", "start", "end", "segment", "start_frame", "end_frame", "video_id"]
 
 
-def load_index_encoder(snap: IndexSnapshot, device: str = "auto", pretrained: str | None = None) -> Encoder:
-    """Load the encoder an index was built with, and refuse any other."""
+def load_index_encoder(
+    snap: IndexSnapshot,
+    device: str = "auto",
+    pretrained: str | None = None,
+    precision: str = DEFAULT_PRECISION,
+) -> Encoder:
+    """Load the encoder an index was built with, and refuse any other.
+
+    ``precision`` changes only how images are encoded (``--image`` queries); text is always encoded
+    in full precision on CPU, so the same index answers text queries identically whatever the
+    precision it was built with.
+    """
     from vadindex.encoder import load_encoder
 
     m = snap.manifest
@@ -32,7 +42,7 @@ def load_index_encoder(snap: IndexSnapshot, device: str = "auto", pretrained: st
         raise ModelError(
             f"{snap.path}: checkpoint {m.pretrained_path} is gone; pass the same weights with --pretrained PATH"
         )
-    encoder = load_encoder(m.model, source, device)
+    encoder = load_encoder(m.model, source, device, precision)
     check_encoder(snap, encoder)
     return encoder
 
@@ -69,15 +79,26 @@ def encode_query_image(encoder: Encoder, image: str | os.PathLike[str]) -> np.nd
 
 
 def search_vector(
-    snap: IndexSnapshot, query: np.ndarray, k: int = DEFAULT_TOP_K_RESULTS, video: str | None = None
+    snap: IndexSnapshot,
+    query: np.ndarray,
+    k: int = DEFAULT_TOP_K_RESULTS,
+    video: str | None = None,
+    *,
+    exact: bool = False,
 ) -> pd.DataFrame:
     """The ``k`` segments most similar to a unit query vector, best first.
+
+    On an exact (``flat``) index the FAISS scan is exact. On an approximate one (``ivf``, ``hnsw``)
+    FAISS proposes :data:`vadindex.ann.RERANK_FACTOR` times ``k`` candidates, which are re-scored
+    from the stored float16 vectors, so the scores shown are always exact cosine similarities. A
+    ``video`` filter, or ``exact=True``, scans the stored vectors directly instead.
 
     Args:
         snap: the index.
         query: ``(dim,)`` unit vector.
         k: number of results.
         video: optional glob on the video name (``fight/*``) or path.
+        exact: scan every vector even when the index is approximate.
 
     Returns:
         A table with :data:`RESULT_COLUMNS`.
@@ -87,19 +108,48 @@ def search_vector(
     segs = snap.segments
     q = np.asarray(query, dtype=np.float32).reshape(1, -1)
     if video:
-        mask = segs["video"].map(lambda v: fnmatch.fnmatch(v, video) or fnmatch.fnmatch(Path(v).name, video))
-        rows = np.flatnonzero(mask.to_numpy())
+        names = [
+            v
+            for v in segs["video"].unique()
+            if fnmatch.fnmatch(v, video) or fnmatch.fnmatch(Path(v).name, video)
+        ]
+        rows = np.flatnonzero(segs["video"].isin(names).to_numpy())
         if len(rows) == 0:
             return pd.DataFrame(columns=RESULT_COLUMNS)
         sims = snap.vectors(rows) @ q[0]
         top = np.argsort(-sims, kind="stable")[:k]
         ids, scores = rows[top], sims[top]
+    elif snap.manifest.n_segments == 0:
+        return pd.DataFrame(columns=RESULT_COLUMNS)
     else:
+        from vadindex import ann
+
         index = snap.faiss_index()
-        scores, ids = index.search(q, min(k, index.ntotal))
-        keep = ids[0] >= 0
-        ids, scores = ids[0][keep], scores[0][keep]
+        if exact and not ann.is_exact(index):
+            ids, scores = _scan_top_k(snap, q[0], k)
+        else:
+            scores, ids = ann.search(index, q, k)
+            keep = ids[0] >= 0
+            ids, scores = ids[0][keep], scores[0][keep]
+            if not ann.is_exact(index) and len(ids):
+                exact_scores = snap.vectors(ids) @ q[0]
+                top = np.argsort(-exact_scores, kind="stable")[:k]
+                ids, scores = ids[top], exact_scores[top]
     out = segs.iloc[ids][["video", "start", "end", "segment", "start_frame", "end_frame", "video_id"]].copy()
     out.insert(0, "score", np.asarray(scores, dtype=float))
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     return out.reset_index(drop=True)[RESULT_COLUMNS]
+
+
+def _scan_top_k(snap: IndexSnapshot, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top ``k`` over the stored vectors, in float32 chunks: ``(ids, scores)``, best first."""
+    best_ids: list[np.ndarray] = []
+    best_scores: list[np.ndarray] = []
+    for first, block in snap.iter_vectors():
+        sims = np.asarray(block, dtype=np.float32) @ q
+        top = np.argpartition(-sims, k - 1)[:k] if len(sims) > k else np.arange(len(sims))
+        best_ids.append(top + first)
+        best_scores.append(sims[top])
+    ids, scores = np.concatenate(best_ids), np.concatenate(best_scores)
+    order = np.lexsort((ids, -scores))[:k]
+    return ids[order], scores[order]

@@ -13,7 +13,14 @@ from vadindex.errors import InputError
 
 _NORMAL = {"normal", "0", "false", "no", "negative", "neg"}
 _ANOMALY = {"anomaly", "anomalous", "abnormal", "1", "true", "yes", "positive", "pos"}
-_NORMAL_CLASSES = {"normal", "normal_videos", "normal_videos_event", "testing_normal_videos_anomaly", "none", ""}
+_NORMAL_CLASSES = {
+    "normal",
+    "normal_videos",
+    "normal_videos_event",
+    "testing_normal_videos_anomaly",
+    "none",
+    "",
+}
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,9 @@ def read_manifest_csv(path: Path) -> list[VideoSource]:
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: not a readable CSV manifest ({exc})") from None
     if "path" not in fields:
-        raise InputError(f"{path}: manifest needs a 'path' column (found: {', '.join(fields) or 'no header'})")
+        raise InputError(
+            f"{path}: manifest needs a 'path' column (found: {', '.join(fields) or 'no header'})"
+        )
     sources = []
     for line, row in enumerate(rows, start=2):
         row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
@@ -89,31 +98,52 @@ def collect_sources(
         manifest: optional manifest CSV.
 
     Returns:
-        The videos, and ``(path, reason)`` for each source that does not exist.
+        The videos, and ``(path, reason)`` for each source that does not exist or is not a regular
+        file (a broken symlink, a pipe).
     """
     found: list[VideoSource] = []
     problems: list[tuple[str, str]] = []
     if manifest is not None:
-        found.extend(read_manifest_csv(Path(manifest).expanduser()))
+        for src in read_manifest_csv(Path(manifest).expanduser()):
+            if src.path.is_file():
+                found.append(src)
+            else:
+                problems.append((str(src.path), _not_a_file(src.path)))
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
-            files = sorted(
-                p for p in path.rglob("*") if p.is_file() and is_video_file(p) and not p.name.startswith(".")
-            )
-            if not files:
-                problems.append((str(path), f"folder holds no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...)"))
+            # rglob does not follow symlinked folders (no loops); symlinked files are followed.
+            candidates = sorted(p for p in path.rglob("*") if is_video_file(p) and not p.name.startswith("."))
+            files = [p for p in candidates if p.is_file()]
+            broken = [(str(p), _not_a_file(p)) for p in candidates if not p.is_file() and not p.is_dir()]
+            problems.extend(broken)
+            if not files and not broken:
+                problems.append(
+                    (str(path), f"folder holds no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...)")
+                )
             found.extend(VideoSource(f, f.relative_to(path).as_posix()) for f in files)
-        elif path.is_file() or path.is_symlink():
+        elif path.is_file():
             found.append(VideoSource(path, path.as_posix()))
         else:
-            problems.append((str(path), "no such file or folder"))
+            problems.append((str(path), _not_a_file(path)))
     unique: dict[str, VideoSource] = {}
     for src in found:
         key = os.path.realpath(src.path)
         if key not in unique:
             unique[key] = src
-    return list(unique.values()), problems
+    reported: dict[str, tuple[str, str]] = {}
+    for path_text, reason in problems:  # a file named directly and found in a folder: report it once
+        reported.setdefault(os.path.abspath(path_text), (path_text, reason))
+    return list(unique.values()), list(reported.values())
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path``, which is not a regular file or a folder, cannot be indexed."""
+    if path.is_symlink() and not path.exists():
+        return f"broken symbolic link (to {os.readlink(path)})"
+    if path.exists():
+        return "not a regular file (a pipe, socket or device)"
+    return "no such file or folder"
 
 
 def fingerprint(path: Path, block: int = 1 << 20) -> str:

@@ -10,20 +10,26 @@ Layout of an index folder::
     parts/<P>.frames.npy          frame embeddings, float16, L2-normalised
     failures.csv                  videos the last build could not index, with the reason
     .lock                         held (flock) by the one writer
+    cache/                        derived data (vadindex.cache), safe to delete
 
 Parts are append-only: each commit adds one part and rewrites only the FAISS file and the video
 table under a new generation number, then replaces ``manifest.json``. Everything is written to a
 temporary file in the same folder and moved into place with ``os.replace``; the manifest goes last,
 so a crash at any moment leaves the previous commit intact. Files of a newer generation than the
-manifest are leftovers of a crash and are removed by the next writer.
+manifest are leftovers of a crash and are removed by the next writer. The manifest records the size
+and SHA-256 of every file it refers to, so ``vadindex check`` can tell a damaged file from a good one.
+Only files named like the index's own are ever removed; a folder that holds anything else and has no
+manifest is refused as an index location.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -34,7 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vadindex import __version__
+from vadindex import __version__, ann
+from vadindex.config import DEFAULT_INDEX_TYPE
 from vadindex.encoder import ModelIdentity
 from vadindex.errors import StoreError
 
@@ -45,6 +52,13 @@ MANIFEST = "manifest.json"
 LOCK = ".lock"
 FAILURES = "failures.csv"
 METRIC = "inner_product"
+PARTS = "parts"
+CACHE = "cache"
+#: Names an index writes in its folder and in ``parts/``, with the ``.NAME.tmp-PID`` files of atomic writes.
+OWN_FILE = re.compile(
+    r"^\.?(manifest\.json|failures\.csv|index\.g\d+\.faiss|videos\.g\d+\.parquet)(\.tmp-\d+)?$"
+)
+OWN_PART = re.compile(r"^\.?\d+\.(segments\.parquet|vectors\.npy|frames\.npy)(\.tmp-\d+)?$")
 
 SEGMENT_COLUMNS = [
     "video_id", "video", "segment", "start", "end", "start_frame", "end_frame",
@@ -89,6 +103,8 @@ class IndexManifest:
     updated: str = ""
     vadindex_version: str = __version__
     pretrained_path: str | None = None
+    #: ``relative path -> {"bytes": size, "sha256": hex}`` of every file of this generation.
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def identity(self) -> ModelIdentity:
@@ -116,11 +132,14 @@ class IndexManifest:
                 f"{where}: index format {version} is newer than this vadindex supports ({FORMAT_VERSION}); "
                 "upgrade vadindex (pip install -U vadindex)"
             )
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
+        part_fields = set(Part.__dataclass_fields__)
         try:
-            data["parts"] = tuple(Part(**p) for p in data.get("parts", []))
+            data["parts"] = tuple(
+                Part(**{k: v for k, v in p.items() if k in part_fields}) for p in data.get("parts", [])
+            )
             return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as exc:
+        except (TypeError, AttributeError) as exc:
             raise StoreError(f"{where}: manifest is incomplete ({exc})") from None
 
 
@@ -158,6 +177,54 @@ def write_text_atomic(target: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def file_record(path: Path) -> dict[str, Any]:
+    """``{"bytes": size, "sha256": hex}`` of a file, as the manifest records it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def foreign_files(path: Path) -> list[str]:
+    """Entries of ``path`` (and its ``parts/``) that an index does not write: user files, not ours."""
+    if not path.is_dir():
+        return []
+    foreign = []
+    for entry in path.iterdir():
+        if entry.name == PARTS and entry.is_dir():
+            foreign += [f"{PARTS}/{f.name}" for f in entry.iterdir() if not OWN_PART.match(f.name)]
+        elif entry.name not in (LOCK, CACHE) and not OWN_FILE.match(entry.name):
+            foreign.append(entry.name)
+    return sorted(foreign)
+
+
+def lock_index(path: Path) -> IndexLock:
+    """Create ``path`` if needed and take its writer lock, refusing a folder that is not an index.
+
+    A folder without a manifest may only hold what a crashed first build leaves behind; anything
+    else (the videos themselves, say) means the user pointed ``--index`` at the wrong folder, and
+    writing there would mix the index with their files.
+    """
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"{path}: exists and is not a folder")
+    if not (path / MANIFEST).exists():
+        foreign = foreign_files(path)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise StoreError(
+                f"{path}: folder is not empty and is not a vadindex index (holds {shown}); "
+                "give --index a new or empty folder"
+            )
+    try:
+        (path / PARTS).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the index folder ({exc.strerror or exc})") from None
+    lock = IndexLock(path)
+    lock.acquire()
+    return lock
+
+
 def _save_npy(target: Path, array: np.ndarray) -> None:
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array, allow_pickle=False)
@@ -166,6 +233,16 @@ def _save_npy(target: Path, array: np.ndarray) -> None:
 def _save_parquet(target: Path, frame: pd.DataFrame) -> None:
     with atomic_path(target) as tmp:
         frame.to_parquet(tmp, index=False)
+
+
+def _save_faiss(target: Path, index: Any) -> None:
+    import faiss
+
+    with atomic_path(target) as tmp:
+        try:
+            faiss.write_index(index, str(tmp))
+        except RuntimeError as exc:  # faiss reports a failed write (disk full) as a RuntimeError
+            raise OSError(f"writing {target.name} failed ({str(exc).splitlines()[0]})") from None
 
 
 def read_manifest(path: Path) -> IndexManifest:
@@ -285,12 +362,16 @@ def open_index(path: str | os.PathLike[str], retries: int = 3) -> IndexSnapshot:
     """Open the latest committed generation of an index for reading.
 
     A writer may commit while we read; a file that vanished under us means a newer manifest, so
-    the read is retried.
+    the read is retried. The video table and the (memory-mapped) FAISS file are opened here, so the
+    snapshot stays whole when the writer later deletes its generation's files; parts are never
+    deleted.
     """
     for attempt in range(retries):
         snap = IndexSnapshot(Path(path))
         try:
             _ = snap.videos
+            if snap.manifest.faiss_file:
+                snap.faiss_index()
             return snap
         except StoreError:
             if attempt == retries - 1:
@@ -310,7 +391,10 @@ class IndexLock:
         """Take the lock or raise :class:`StoreError` naming the holder."""
         import fcntl
 
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"{self.path.parent}: cannot write the index ({exc.strerror or exc})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -357,6 +441,10 @@ class IndexWriter:
     sampling: dict[str, float]
     pretrained_path: str | None = None
     manifest: IndexManifest | None = None
+    #: The folder's writer lock when the caller already holds it (see :func:`lock_index`).
+    lock: IndexLock | None = None
+    #: FAISS index type (:data:`vadindex.ann.INDEX_TYPES`); ``None`` keeps the index's, else the default.
+    index_type: str | None = None
     _lock: IndexLock | None = None
     _faiss: Any = None
     _videos: pd.DataFrame | None = None
@@ -364,7 +452,8 @@ class IndexWriter:
     _pending: list[PendingVideo] = field(default_factory=list)
 
     def __enter__(self) -> IndexWriter:
-        self.open()
+        if self._lock is None:
+            self.open()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -374,20 +463,18 @@ class IndexWriter:
         """Lock the folder, load the current commit (or start a new index) and remove crash leftovers."""
         import faiss
 
-        if self.path.exists() and not self.path.is_dir():
-            raise StoreError(f"{self.path}: exists and is not a folder")
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "parts").mkdir(exist_ok=True)
-        self._lock = IndexLock(self.path)
-        self._lock.acquire()
+        self._lock = self.lock or lock_index(self.path)
+        self.lock = None
         try:
             if (self.path / MANIFEST).exists():
                 snap = IndexSnapshot(self.path)
-                self.manifest = snap.manifest
+                self.manifest = replace(snap.manifest, index_type=self.index_type or snap.manifest.index_type)
                 self._check_compatible(snap.manifest)
                 self._videos = snap.videos
                 file = self.path / snap.manifest.faiss_file
-                self._faiss = faiss.read_index(str(file)) if snap.manifest.faiss_file else faiss.IndexFlatIP(self.dim)
+                self._faiss = (
+                    faiss.read_index(str(file)) if snap.manifest.faiss_file else faiss.IndexFlatIP(self.dim)
+                )
                 if self._faiss.ntotal != snap.manifest.n_segments:
                     raise StoreError(
                         f"{file}: holds {self._faiss.ntotal} vectors but the manifest says "
@@ -405,11 +492,13 @@ class IndexWriter:
                     dim=self.dim,
                     logit_scale=self.logit_scale,
                     sampling=dict(self.sampling),
+                    index_type=self.index_type or DEFAULT_INDEX_TYPE,
                     created=now,
                     updated=now,
                 )
                 self._videos = pd.DataFrame(columns=VIDEO_COLUMNS)
-                self._faiss = faiss.IndexFlatIP(self.dim)
+                self._faiss = ann.new_index(self.dim, "flat")
+            ann.check_index_type(self.manifest.index_type)
             self._known = set(self._videos["video_id"].astype(str))
             self._remove_leftovers()
         except BaseException:
@@ -422,25 +511,32 @@ class IndexWriter:
                 f"{self.path}: index was built with {manifest.identity.describe()}, not "
                 f"{self.identity.describe()}; build into a new folder to use another model"
             )
-        if {k: float(v) for k, v in manifest.sampling.items()} != {k: float(v) for k, v in self.sampling.items()}:
+        if {k: float(v) for k, v in manifest.sampling.items()} != {
+            k: float(v) for k, v in self.sampling.items()
+        }:
             raise StoreError(
                 f"{self.path}: index was built with sampling {manifest.sampling}, not {self.sampling}; "
                 "build into a new folder to change sampling"
             )
 
     def _remove_leftovers(self) -> None:
-        """Delete files that no committed generation refers to (a crash's half-written work)."""
+        """Delete index files that no committed generation refers to (a crash's half-written work).
+
+        Only names an index writes are touched; anything else in the folder is the user's.
+        """
         assert self.manifest is not None
-        keep = {MANIFEST, LOCK, FAILURES, self.manifest.faiss_file, self.manifest.videos_file, "parts"}
+        keep = {MANIFEST, FAILURES, self.manifest.faiss_file, self.manifest.videos_file}
         keep |= _previous_generation_files(self.path, self.manifest.generation)
-        for file in self.path.iterdir():
-            if file.name not in keep and file.is_file():
-                log.debug("removing leftover %s", file)
-                file.unlink()
         names = {p.name for p in self.manifest.parts}
-        for file in (self.path / "parts").iterdir():
-            if file.name.split(".")[0] not in names:
-                log.debug("removing leftover %s", file)
+        leftovers = [f for f in self.path.iterdir() if OWN_FILE.match(f.name) and f.name not in keep]
+        leftovers += [
+            f
+            for f in (self.path / PARTS).iterdir()
+            if OWN_PART.match(f.name) and f.name.split(".")[0] not in names
+        ]
+        for file in leftovers:
+            log.debug("removing leftover %s", file)
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 file.unlink()
 
     def has_video(self, video_id: str) -> bool:
@@ -458,12 +554,51 @@ class IndexWriter:
         self._pending.append(item)
 
     def commit(self) -> None:
-        """Write the queued videos as one new part and a new generation, manifest last."""
+        """Write the queued videos as one new part and a new generation, manifest last.
+
+        Raises:
+            StoreError: the files cannot be written (disk full, say). The previous commit stays
+                intact on disk, and the queued videos stay queued, so the commit may be retried.
+        """
         assert self.manifest is not None and self._videos is not None
         if not self._pending:
             return
+        try:
+            self._commit()
+        except OSError as exc:
+            self._rollback_faiss()
+            raise StoreError(
+                f"{self.path}: cannot write the index ({exc.strerror or exc}); it still holds its last commit "
+                f"(generation {self.manifest.generation}, {self.manifest.n_videos} videos)"
+            ) from None
+        except BaseException:
+            self._rollback_faiss()
+            raise
+
+    def _rollback_faiss(self) -> None:
+        """Undo what a failed commit added to the in-memory FAISS index, so a retry adds it once.
+
+        The committed FAISS file is reloaded (not every index type can remove vectors).
+        """
+        assert self.manifest is not None
+        if self._faiss is None or self._faiss.ntotal == self.manifest.n_segments:
+            return
         import faiss
 
+        if self.manifest.faiss_file:
+            self._faiss = faiss.read_index(str(self.path / self.manifest.faiss_file))
+        else:
+            self._faiss = ann.new_index(self.dim, "flat")
+
+    def _committed_vectors(self) -> Iterator[np.ndarray]:
+        """The committed segment vectors in row order (float16 blocks), to rebuild the FAISS index."""
+        assert self.manifest is not None
+        if self.manifest.n_segments:
+            for _, block in IndexSnapshot(self.path).iter_vectors():
+                yield block
+
+    def _commit(self) -> None:
+        assert self.manifest is not None and self._videos is not None
         m = self.manifest
         gen = m.generation + 1
         part = f"{gen:06d}"
@@ -482,18 +617,25 @@ class IndexWriter:
         segments = pd.concat(seg_frames, ignore_index=True)[SEGMENT_COLUMNS]
         vectors = np.concatenate(seg_vecs).astype(np.float32)
         frames = np.concatenate(frame_vecs).astype(np.float16)
-        parts_dir = self.path / "parts"
-        _save_npy(parts_dir / f"{part}.vectors.npy", vectors.astype(np.float16))
-        _save_npy(parts_dir / f"{part}.frames.npy", frames)
-        _save_parquet(parts_dir / f"{part}.segments.parquet", segments)
+        files = {k: v for k, v in m.files.items() if k.startswith(f"{PARTS}/")}
+        written = {
+            f"{PARTS}/{part}.vectors.npy": lambda f: _save_npy(f, vectors.astype(np.float16)),
+            f"{PARTS}/{part}.frames.npy": lambda f: _save_npy(f, frames),
+            f"{PARTS}/{part}.segments.parquet": lambda f: _save_parquet(f, segments),
+        }
         new_videos = pd.DataFrame(video_rows, columns=VIDEO_COLUMNS)
-        videos = new_videos if self._videos.empty else pd.concat([self._videos, new_videos], ignore_index=True)
+        videos = (
+            new_videos if self._videos.empty else pd.concat([self._videos, new_videos], ignore_index=True)
+        )
         videos_file = f"videos.g{gen:06d}.parquet"
-        _save_parquet(self.path / videos_file, videos)
-        self._faiss.add(vectors)
+        written[videos_file] = lambda f: _save_parquet(f, videos)
         faiss_file = f"index.g{gen:06d}.faiss"
-        with atomic_path(self.path / faiss_file) as tmp:
-            faiss.write_index(self._faiss, str(tmp))
+        # Added in place, or rebuilt (auto crossing to IVF, a new --index-type) from the float16 parts.
+        faiss_index = ann.add(self._faiss, vectors, m.index_type, self._committed_vectors)
+        written[faiss_file] = lambda f: _save_faiss(f, faiss_index)
+        for name, save in written.items():
+            save(self.path / name)
+            files[name] = file_record(self.path / name)
         new = replace(
             m,
             generation=gen,
@@ -505,9 +647,10 @@ class IndexWriter:
             parts=(*m.parts, Part(part, len(segments), len(frames))),
             updated=_now(),
             vadindex_version=__version__,
+            files=files,
         )
         write_text_atomic(self.path / MANIFEST, new.to_json())  # the commit
-        self.manifest, self._videos, self._pending = new, videos, []
+        self.manifest, self._videos, self._pending, self._faiss = new, videos, [], faiss_index
         # Keep the previous generation for readers that opened it a moment ago; drop older ones.
         for stale in _generation_files(self.path):
             if _generation_of(stale) < gen - 1:
@@ -536,7 +679,9 @@ def _generation_of(file: Path) -> int:
 
 
 def _generation_files(path: Path) -> list[Path]:
-    return [f for f in path.iterdir() if f.name.startswith(("index.g", "videos.g")) and _generation_of(f) >= 0]
+    return [
+        f for f in path.iterdir() if f.name.startswith(("index.g", "videos.g")) and _generation_of(f) >= 0
+    ]
 
 
 def _previous_generation_files(path: Path, gen: int) -> set[str]:

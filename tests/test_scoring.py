@@ -1,0 +1,241 @@
+"""Scoring rules and video aggregation against brute-force loops over plain numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vadindex.aggregate import aggregate_segments, aggregate_videos, video_scores
+from vadindex.cache import nearest_neighbours
+from vadindex.errors import InputError
+from vadindex.scoring import (
+    RuleParams,
+    apply_rule,
+    calibrate_similarities,
+    decide_segments,
+    knn_blend,
+    kth_largest_per_segment,
+    score_segments,
+    smooth_scores,
+)
+
+LAM = 100.0
+
+
+def _data(seed: int = 0, n_videos: int = 5, n_classes: int = 6):  # type: ignore[no-untyped-def]
+    """Seeded segments of several videos, with frames, as an index would store them."""
+    rng = np.random.default_rng(seed)
+    per_video = rng.integers(1, 7, n_videos)
+    video_ids = np.repeat([f"v{i}" for i in range(n_videos)], per_video)
+    position = np.concatenate([np.arange(k) for k in per_video])
+    n = len(video_ids)
+    n_frames = rng.integers(1, 6, n)
+    frame_row = np.cumsum(n_frames) - n_frames
+    frame_sims = rng.normal(0.2, 0.05, (int(n_frames.sum()), n_classes)).astype(np.float32)
+    sims = rng.normal(0.2, 0.05, (n, n_classes)).astype(np.float32)
+    is_anomaly = np.array([True, True, True, False, False, False][:n_classes])
+    return sims, is_anomaly, video_ids, position, frame_sims, frame_row, n_frames
+
+
+def _softmax_mass(row: np.ndarray, is_anomaly: np.ndarray) -> float:
+    e = np.exp(LAM * row - (LAM * row).max())
+    return float(e[is_anomaly].sum() / e.sum())
+
+
+def test_calibration_matches_loops() -> None:
+    sims = _data()[0]
+    z = calibrate_similarities(sims, "zscore")
+    pct = calibrate_similarities(sims, "percentile")
+    for c in range(sims.shape[1]):
+        col = sims[:, c].astype(np.float64)
+        for i in range(len(col)):
+            assert z[i, c] == pytest.approx((col[i] - col.mean()) / col.std())
+            assert pct[i, c] == pytest.approx(sum(v <= col[i] for v in col) / len(col))
+
+
+@pytest.mark.parametrize("calibrate", ["none", "zscore", "percentile"])
+@pytest.mark.parametrize("rule", ["threshold", "balanced", "topk"])
+def test_rules_match_loops(rule: str, calibrate: str) -> None:
+    sims, is_anomaly, *_ = _data(1)
+    tau = {"none": 0.5, "zscore": 0.8, "percentile": 0.7}[calibrate]
+    params = RuleParams(rule, tau, 3, calibrate)
+    res = apply_rule(sims, is_anomaly, LAM, params)
+    values = calibrate_similarities(sims, calibrate)
+    for i in range(len(sims)):
+        if calibrate == "none":
+            a = _softmax_mass(sims[i].astype(np.float64), is_anomaly)
+        else:
+            a = max(values[i, c] for c in range(len(is_anomaly)) if is_anomaly[c])
+        best_a = max(values[i, c] for c in range(len(is_anomaly)) if is_anomaly[c])
+        best_n = max(values[i, c] for c in range(len(is_anomaly)) if not is_anomaly[c])
+        if rule == "threshold":
+            expected = a >= tau
+        elif rule == "balanced":
+            expected = a >= tau and best_a > best_n
+        else:
+            ranked = sorted(range(len(is_anomaly)), key=lambda c: -values[i, c])
+            if values[i, ranked[2]] == values[i, ranked[3]]:
+                continue  # a tie at the k-th place: either class may vote (percentiles tie often)
+            expected = sum(is_anomaly[c] for c in ranked[:3]) > 1.5
+        assert res.score[i] == pytest.approx(a, abs=1e-6)
+        assert bool(res.anomalous[i]) == expected
+        assert is_anomaly[res.best_anomaly_class[i]]
+        assert values[i, res.best_anomaly_class[i]] == pytest.approx(best_a)
+
+
+@pytest.mark.parametrize("rule", ["threshold", "topk", "balanced"])
+def test_apply_rule_keeps_old_rules(rule: str) -> None:
+    sims, is_anomaly, *_ = _data(2)
+    params = RuleParams(rule, 0.4, 3)
+    old = decide_segments(sims, is_anomaly, score_segments(sims, is_anomaly, LAM), params)
+    new = apply_rule(sims, is_anomaly, LAM, params)
+    assert (old == new.anomalous).all()
+    assert np.allclose(new.score, score_segments(sims, is_anomaly, LAM).score)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 9])
+def test_frame_vote_matches_loop(m: int) -> None:
+    sims, is_anomaly, video_ids, position, frame_sims, frame_row, n_frames = _data(3)
+    tau = 0.5
+    params = RuleParams("frame-vote", tau, frame_votes=m)
+    res = apply_rule(
+        sims, is_anomaly, LAM, params, frame_sims=frame_sims, frame_row=frame_row, n_frames=n_frames
+    )
+    for i in range(len(sims)):
+        frame_scores = [_softmax_mass(frame_sims[f].astype(np.float64), is_anomaly)
+                        for f in range(frame_row[i], frame_row[i] + n_frames[i])]  # fmt: skip
+        votes = sum(s >= tau for s in frame_scores)
+        assert bool(res.anomalous[i]) == (votes >= min(m, n_frames[i]))
+        assert res.score[i] == pytest.approx(sorted(frame_scores, reverse=True)[min(m, n_frames[i]) - 1])
+
+
+def test_kth_largest_handles_unordered_rows() -> None:
+    scores = np.array([0.1, 0.9, 0.5, 0.7, 0.3])
+    out = kth_largest_per_segment(scores, np.array([3, 0]), np.array([2, 3]), 2)
+    assert out.tolist() == [0.3, 0.5]
+
+
+@pytest.mark.parametrize("h", [1, 2, 5])
+def test_smoothing_matches_loop(h: int) -> None:
+    _, _, video_ids, position, *_ = _data(4, n_videos=6)
+    rng = np.random.default_rng(0)
+    scores = rng.random(len(video_ids))
+    perm = rng.permutation(len(video_ids))  # rows need not be in video order
+    got = smooth_scores(scores[perm], video_ids[perm], position[perm], h)
+    for j, i in enumerate(perm):
+        same = [
+            k
+            for k in range(len(scores))
+            if video_ids[k] == video_ids[i] and abs(position[k] - position[i]) <= h
+        ]
+        assert got[j] == pytest.approx(np.mean(scores[same]))
+
+
+def test_knn_blend_and_neighbours_match_loops() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    nb = nearest_neighbours(x, 4)
+    for i in range(len(x)):
+        sims = [(-(float(x[i] @ x[j])), j) for j in range(len(x)) if j != i]
+        assert nb[i].tolist() == [j for _, j in sorted(sims)[:4]]
+    a = rng.random(len(x))
+    got = knn_blend(a, nb, 0.3)
+    for i in range(len(x)):
+        assert got[i] == pytest.approx(0.7 * a[i] + 0.3 * np.mean([a[j] for j in nb[i]]))
+
+
+def test_faiss_neighbours_agree_with_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vadindex.cache as cache
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(200, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    expected = nearest_neighbours(x, 5)
+    monkeypatch.setattr(cache, "FAISS_MIN_ROWS", 0)
+    assert (nearest_neighbours(x, 5) == expected).all()
+
+
+def test_pipeline_order_knn_then_smoothing() -> None:
+    sims, is_anomaly, video_ids, position, *_ = _data(7)
+    nb = np.stack([np.roll(np.arange(len(sims)), -s) for s in (1, 2)], axis=1)
+    params = RuleParams("threshold", 0.5, smooth=1, knn_k=2, knn_alpha=0.4)
+    res = apply_rule(sims, is_anomaly, LAM, params, video_ids=video_ids, position=position, neighbours=nb)
+    expected = smooth_scores(knn_blend(res.raw_score, nb, 0.4), video_ids, position, 1)
+    assert np.allclose(res.score, expected)
+    assert (res.anomalous == (expected >= 0.5)).all()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (RuleParams("threshold", 1.5), "segment-threshold"),
+        (RuleParams("threshold", 0.5, calibrate="minmax"), "unknown calibration"),
+        (RuleParams("threshold", 0.5, smooth=-1), "smooth"),
+        (RuleParams("threshold", 0.5, knn_alpha=2), "knn-alpha"),
+        (RuleParams("frame-vote", 0.5, frame_votes=0), "frame-votes"),
+    ],
+)
+def test_bad_rule_params(params: RuleParams, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        params.validate(4)
+
+
+def test_zscore_threshold_may_exceed_one() -> None:
+    RuleParams("threshold", 2.5, calibrate="zscore").validate(4)
+
+
+def test_pipeline_needs_its_context() -> None:
+    sims, is_anomaly, *_ = _data()
+    with pytest.raises(InputError, match="frame"):
+        apply_rule(sims, is_anomaly, LAM, RuleParams("frame-vote"))
+    with pytest.raises(InputError, match="smooth"):
+        apply_rule(sims, is_anomaly, LAM, RuleParams(smooth=1))
+
+
+# -- video aggregation ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["ratio", "max", "topk-mean"])
+def test_video_scores_match_loops(method: str) -> None:
+    rng = np.random.default_rng(8)
+    codes = rng.integers(0, 6, 50)
+    codes[:6] = np.arange(6)
+    scores = rng.random(50)
+    anomalous = rng.random(50) > 0.6
+    got = video_scores(codes, 6, scores, anomalous, method, 3)
+    for v in range(6):
+        mine = scores[codes == v]
+        if method == "ratio":
+            expected = anomalous[codes == v].mean()
+        elif method == "max":
+            expected = mine.max()
+        else:
+            expected = np.mean(sorted(mine, reverse=True)[:3])
+        assert got[v] == pytest.approx(expected)
+
+
+def test_aggregate_segments_ratio_equals_aggregate_videos() -> None:
+    rng = np.random.default_rng(9)
+    vids = rng.choice(["a", "b", "c", "d"], 30)
+    scores = rng.random(30)
+    anomalous = scores > 0.6
+    old = aggregate_videos(vids, scores, anomalous, 0.3)
+    new = aggregate_segments(vids, scores, anomalous, method="ratio", video_ratio=0.3)
+    pd.testing.assert_series_equal(old["anomalous"], new["anomalous"])
+    assert np.allclose(old["ratio"], new["score"])
+    assert np.allclose(old["max_score"], new["max_score"])
+    assert list(new["video_id"]) == list(pd.unique(vids))
+
+
+def test_aggregate_max_and_topk_mean_decisions() -> None:
+    vids = np.array(["a", "a", "a", "b", "b"])
+    scores = np.array([0.9, 0.1, 0.2, 0.4, 0.5])
+    out = aggregate_segments(vids, scores, scores > 0.5, method="max", video_threshold=0.5)
+    assert out["anomalous"].tolist() == [True, True]
+    out = aggregate_segments(vids, scores, scores > 0.5, method="topk-mean", video_threshold=0.5, top_k=2)
+    assert out["score"].tolist() == pytest.approx([0.55, 0.45])
+    assert out["anomalous"].tolist() == [True, False]
+    with pytest.raises(InputError, match="video aggregation"):
+        aggregate_segments(vids, scores, scores > 0.5, method="median")

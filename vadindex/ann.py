@@ -1,0 +1,259 @@
+"""FAISS index types for the segment vectors: exact float16 scan for small indexes, IVF or HNSW for large ones.
+
+The float16 ``parts/*.vectors.npy`` files are the source of truth; the FAISS file is derived from
+them and can always be rebuilt. Every type stores the vectors compactly and searches by inner
+product (the vectors are L2-normalised, so scores are cosine similarities):
+
+``flat``
+    Exact search. An IVF index with a single inverted list of float16 codes (``IVF1,SQfp16``):
+    searching it scans every vector, exactly like ``IndexFlatIP``, at half the bytes per vector
+    (the values equal the stored float16 vectors, so rankings match a float32 scan), and FAISS can
+    memory-map inverted lists, which it cannot do for flat codes, so a query opens a large index
+    without reading it into memory.
+``ivf``
+    ``IVF<nlist>,SQ8``: k-means cells over 8-bit codes, ``nlist`` about ``sqrt(n)``; a search visits
+    :data:`DEFAULT_NPROBE_FRACTION` of the cells. Trained on a sample of the index when the index is
+    (re)built; retrained when the index has grown enough that ``nlist`` should be 4x larger.
+``hnsw``
+    ``HNSW32,SQfp16``: a graph over float16 vectors; no training, fast incremental adds, but held
+    in memory (FAISS cannot memory-map it) and slow to build for millions of vectors.
+``auto``
+    ``flat`` below :data:`AUTO_ANN_MIN_SEGMENTS` segments, ``ivf`` from there on.
+
+Approximate types return :data:`RERANK_FACTOR` times more candidates than asked, which the caller
+re-scores exactly from the float16 vectors (:func:`vadindex.search.search_vector` does this).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from vadindex.errors import InputError
+
+log = logging.getLogger("vadindex")
+
+INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
+#: Index size (segments) from which ``auto`` switches from exact search to IVF. At 200,000 segments
+#: (about 55 hours of video at one-second segments) an exact scan costs ~40 ms on two CPU cores.
+AUTO_ANN_MIN_SEGMENTS = 200_000
+#: Fraction of the IVF cells a search visits (at least :data:`MIN_NPROBE`).
+DEFAULT_NPROBE_FRACTION = 1 / 32
+MIN_NPROBE = 8
+#: Training points per IVF cell (FAISS warns below 39), and the fewest an IVF index is built with.
+TRAIN_POINTS_PER_CELL = 48
+MIN_POINTS_PER_CELL = 39
+#: Fewest IVF cells; an index too small for them is searched exactly (``flat``) until it grows.
+MIN_NLIST = 16
+#: k-means iterations when training IVF cells (FAISS's default is 25; 10 costs 2.5x less, same recall here).
+KMEANS_ITERATIONS = 10
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 64
+HNSW_EF_SEARCH = 128
+#: Candidates per requested result that approximate indexes return for exact re-scoring.
+RERANK_FACTOR = 4
+_SEED = 1234
+
+
+def check_index_type(index_type: str) -> str:
+    """Return ``index_type`` or raise :class:`InputError` if it is not one of :data:`INDEX_TYPES`."""
+    if index_type not in INDEX_TYPES:
+        raise InputError(f"--index-type must be one of {', '.join(INDEX_TYPES)}, got {index_type!r}")
+    return index_type
+
+
+def resolve_kind(index_type: str, n: int) -> str:
+    """The concrete type (``flat``, ``ivf`` or ``hnsw``) that ``index_type`` means for ``n`` segments."""
+    check_index_type(index_type)
+    if index_type == "auto":
+        return "ivf" if n >= AUTO_ANN_MIN_SEGMENTS else "flat"
+    return index_type
+
+
+def nlist_for(n: int) -> int:
+    """IVF cells for ``n`` vectors: the power of two nearest to ``sqrt(n)``, at most 65536, and small
+    enough that every cell gets :data:`MIN_POINTS_PER_CELL` training points; 0 when ``n`` is too
+    small for :data:`MIN_NLIST` cells (such an index is searched exactly)."""
+    nlist = int(min(65536, 2 ** round(np.log2(max(n, 1)) / 2)))
+    while nlist >= MIN_NLIST and n < MIN_POINTS_PER_CELL * nlist:
+        nlist //= 2
+    return nlist if nlist >= MIN_NLIST else 0
+
+
+def nprobe_for(nlist: int) -> int:
+    """Cells a search visits."""
+    return int(min(nlist, max(MIN_NPROBE, round(nlist * DEFAULT_NPROBE_FRACTION))))
+
+
+def _ivf(index: Any) -> Any:
+    import faiss
+
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+
+
+def kind_of(index: Any) -> str:
+    """``flat``, ``ivf`` or ``hnsw`` for a FAISS index made here (a plain ``IndexFlatIP`` is ``flat``)."""
+    import faiss
+
+    ivf = _ivf(index)
+    if ivf is not None:
+        return "flat" if ivf.nlist == 1 else "ivf"
+    if isinstance(faiss.downcast_index(index), faiss.IndexHNSW):
+        return "hnsw"
+    return "flat"
+
+
+def is_exact(index: Any) -> bool:
+    """True when a search visits every vector."""
+    return kind_of(index) == "flat"
+
+
+def describe(index: Any) -> str:
+    """A short description, e.g. ``ivf (IVF1024,SQ8, nprobe 32)``."""
+    import faiss
+
+    kind = kind_of(index)
+    ivf = _ivf(index)
+    if ivf is not None:
+        codes = "SQfp16" if ivf.code_size == 2 * ivf.d else "SQ8" if ivf.code_size == ivf.d else "codes"
+        probe = "" if kind == "flat" else f", nprobe {nprobe_for(ivf.nlist)}"
+        return f"{kind} (IVF{ivf.nlist},{codes}{probe})"
+    if kind == "hnsw":
+        return f"hnsw (HNSW{faiss.downcast_index(index).hnsw.nb_neighbors(1)},SQfp16)"
+    return f"flat ({type(faiss.downcast_index(index)).__name__})"
+
+
+def new_index(dim: int, kind: str, nlist: int = 0) -> Any:
+    """An empty FAISS index of ``kind``; ``ivf`` needs :func:`train` before vectors are added."""
+    import faiss
+
+    ip = faiss.METRIC_INNER_PRODUCT
+    if kind == "flat":
+        # One inverted list whose centroid is the origin: assignment is trivial and residuals equal
+        # the vectors, so nothing needs training.
+        quantizer = faiss.IndexFlatIP(dim)
+        quantizer.add(np.zeros((1, dim), dtype=np.float32))
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, 1, faiss.ScalarQuantizer.QT_fp16, ip, False)
+        index.is_trained = True
+        index.own_fields = True
+        quantizer.this.disown()
+        return index
+    if kind == "ivf":
+        nlist = nlist or 1024
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, ip, True)
+        index.own_fields = True
+        quantizer.this.disown()
+        index.cp.niter = KMEANS_ITERATIONS
+        index.cp.seed = _SEED
+        return index
+    if kind == "hnsw":
+        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, HNSW_M, ip)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        return index
+    raise InputError(f"unknown index kind {kind!r}")
+
+
+def _train_sample(chunks: Iterable[np.ndarray], n: int, size: int) -> np.ndarray:
+    """About ``size`` rows drawn uniformly (seeded) from ``n`` rows given in chunks."""
+    rng = np.random.default_rng(_SEED)
+    p = min(1.0, size / max(n, 1))
+    picked = []
+    for block in chunks:
+        mask = rng.random(len(block)) < p
+        if mask.any():
+            picked.append(np.asarray(block[mask], dtype=np.float32))
+    return np.concatenate(picked) if picked else np.zeros((0, 0), np.float32)
+
+
+def build(dim: int, kind: str, chunks: Callable[[], Iterator[np.ndarray]], n: int) -> Any:
+    """Build an index of ``kind`` over ``n`` vectors, read (twice for IVF) from ``chunks()``.
+
+    Args:
+        dim: vector dimension.
+        kind: ``flat``, ``ivf`` or ``hnsw``.
+        chunks: returns a fresh iterator over the vectors in row order (float16 or float32 blocks).
+        n: total number of vectors.
+    """
+    import faiss
+
+    nlist = nlist_for(n) if kind == "ivf" else 0
+    if kind == "ivf" and not nlist:
+        log.debug("%d vectors are too few for an IVF index; searching them exactly", n)
+        kind = "flat"
+    index = new_index(dim, kind, nlist)
+    if kind == "ivf":
+        sample = _train_sample(chunks(), n, TRAIN_POINTS_PER_CELL * nlist)
+        log.info("training %d IVF cells on %d vectors", nlist, len(sample))
+        index.train(sample)
+    for block in chunks():
+        index.add(np.ascontiguousarray(block, dtype=np.float32))
+    if index.ntotal != n:
+        raise AssertionError(f"built an index of {index.ntotal} vectors, expected {n}")
+    log.debug("built %s over %d vectors (FAISS %s)", describe(index), n, faiss.__version__)
+    return index
+
+
+def add(
+    index: Any, vectors: np.ndarray, index_type: str, previous: Callable[[], Iterator[np.ndarray]]
+) -> Any:
+    """Add ``vectors`` to ``index``, rebuilding it when ``index_type`` calls for another structure.
+
+    A rebuild happens when the concrete type for the new size differs from the index's (``auto``
+    crossing :data:`AUTO_ANN_MIN_SEGMENTS`, or a changed ``--index-type``), or when an IVF index has
+    grown so that its cell count should be four times larger. Rebuilds read the vectors already in
+    the index from ``previous()`` (the float16 parts) followed by ``vectors``.
+
+    Returns:
+        The index holding the old and new vectors (``index`` itself, or a new one).
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = index.ntotal + len(vectors)
+    want = resolve_kind(index_type, n)
+    have = kind_of(index)
+    rebuild = want != have
+    if want == "ivf" and have == "flat" and not nlist_for(n):
+        rebuild = False  # still too small for IVF cells: stay exact
+    if not rebuild and have == "ivf":
+        rebuild = nlist_for(n) >= 4 * _ivf(index).nlist
+    if not rebuild:
+        index.add(vectors)
+        return index
+    log.info("rebuilding the FAISS index as %s for %d segments", want, n)
+
+    def chunks() -> Iterator[np.ndarray]:
+        yield from previous()
+        yield vectors
+
+    return build(index.d, want, chunks, n)
+
+
+def configure(index: Any, nprobe: int | None = None, ef_search: int | None = None) -> Any:
+    """Set search-time parameters (cells visited, graph breadth); returns ``index``."""
+    import faiss
+
+    ivf = _ivf(index)
+    if ivf is not None:
+        ivf.nprobe = ivf.nlist if ivf.nlist == 1 else (nprobe or nprobe_for(ivf.nlist))
+    elif isinstance(faiss.downcast_index(index), faiss.IndexHNSW):
+        faiss.downcast_index(index).hnsw.efSearch = ef_search or HNSW_EF_SEARCH
+    return index
+
+
+def search(index: Any, queries: np.ndarray, k: int, rerank: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` by inner product: ``(scores, ids)``, each ``(n_queries, k')``, ids -1 where missing.
+
+    Approximate indexes return ``RERANK_FACTOR * k`` candidates when ``rerank`` is set, for the
+    caller to re-score exactly.
+    """
+    q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+    want = k if (is_exact(index) or not rerank) else k * RERANK_FACTOR
+    want = max(1, min(want, index.ntotal))
+    configure(index)
+    return index.search(q, want)

@@ -1,0 +1,278 @@
+"""Prompt sets: classes of prompts expanded by templates into ensembled class embeddings (YAML or inline).
+
+A prompt set is a list of classes, each anomalous or normal and each with one or more prompts, and a
+list of templates such as ``"a CCTV frame of {}"``. As in CLIP's zero-shot classification, every
+template is filled with every prompt of a class, each text is embedded and L2-normalised, and the
+class embedding is the re-normalised mean::
+
+    e_c = normalise(mean_{t in T_c} e_t)
+
+Since ``e_c`` is a fixed linear combination of the text embeddings, the similarity of a segment
+``x`` to a class follows from its similarities to the texts, ``x . e_c = mean_t (x . e_t) / ||mean_t
+e_t||``, which is how :func:`class_similarities` computes it from cached text similarities.
+
+YAML layout (``vadindex/prompts/*.yaml`` are the built-in sets)::
+
+    name: my-set
+    templates: ["a CCTV frame of {}", "a surveillance camera video of {}"]   # optional, default "{}"
+    anomaly:                       # class -> prompts (a list or one string)
+      Fighting: ["people fighting", "a brawl"]
+      Fire: "a building on fire"
+    normal:                        # the same, or a plain list (each prompt its own class)
+      Street: ["people walking calmly", "an empty street"]
+
+Inline prompts (``"a fire; people fighting"``) and text files keep their old meaning: every prompt is
+its own class and the only template is ``"{}"``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vadindex.errors import InputError
+from vadindex.prompts import DEFAULT_NORMAL_PROMPTS, PromptSet, build_prompt_set, parse_prompts
+
+#: Folder of the built-in prompt sets, one ``<name>.yaml`` each.
+BUILTIN_DIR = Path(__file__).parent / "prompts"
+PLAIN_TEMPLATE = "{}"
+_YAML_KEYS = {"name", "description", "templates", "anomaly", "normal"}
+
+
+@dataclass(frozen=True)
+class PromptClass:
+    """One class: its name, prompts, and whether it is an anomaly."""
+
+    name: str
+    prompts: tuple[str, ...]
+    anomaly: bool
+
+
+@dataclass(frozen=True)
+class ClassPromptSet:
+    """Anomaly and normal classes and the templates that expand their prompts into texts."""
+
+    name: str
+    classes: tuple[PromptClass, ...]
+    templates: tuple[str, ...] = (PLAIN_TEMPLATE,)
+    source: str = "inline"
+
+    @property
+    def anomaly(self) -> tuple[str, ...]:
+        """Anomaly class names, in order."""
+        return tuple(c.name for c in self.classes if c.anomaly)
+
+    @property
+    def normal(self) -> tuple[str, ...]:
+        """Normal class names, in order."""
+        return tuple(c.name for c in self.classes if not c.anomaly)
+
+    @property
+    def class_names(self) -> list[str]:
+        """All class names in order."""
+        return [c.name for c in self.classes]
+
+    @property
+    def is_anomaly(self) -> list[bool]:
+        """One flag per class."""
+        return [c.anomaly for c in self.classes]
+
+    def class_texts(self, cls: PromptClass) -> list[str]:
+        """The texts of one class: every template filled with every prompt."""
+        return [t.replace("{}", p) for t in self.templates for p in cls.prompts]
+
+    @property
+    def texts(self) -> list[str]:
+        """Every text to embed, without duplicates, in class order."""
+        return list(dict.fromkeys(t for c in self.classes for t in self.class_texts(c)))
+
+    def text_weights(self) -> np.ndarray:
+        """``(n_classes, n_texts)`` matrix ``W`` with ``W[c, t] = 1 / |T_c|`` for the texts of class ``c``."""
+        index = {t: j for j, t in enumerate(self.texts)}
+        weights = np.zeros((len(self.classes), len(index)), dtype=np.float64)
+        for i, cls in enumerate(self.classes):
+            cols = [index[t] for t in self.class_texts(cls)]
+            weights[i, cols] += 1.0 / len(cols)
+        return weights
+
+    def with_normal(self, normal_prompts: str | list[str] | tuple[str, ...]) -> ClassPromptSet:
+        """The same anomaly classes with other normal prompts, each its own class."""
+        normal = parse_prompts(normal_prompts, "--normal-prompts")
+        anomaly = [c for c in self.classes if c.anomaly]
+        clash = {c.name for c in anomaly} & set(normal)
+        if clash:
+            raise InputError(f"prompts are both anomaly and normal: {', '.join(sorted(clash))}")
+        classes = (*anomaly, *(PromptClass(p, (p,), False) for p in normal))
+        return ClassPromptSet(self.name, classes, self.templates, self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML-ready: name, templates, and class -> prompts for anomaly and normal classes."""
+        return {
+            "name": self.name,
+            "templates": list(self.templates),
+            "anomaly": {c.name: list(c.prompts) for c in self.classes if c.anomaly},
+            "normal": {c.name: list(c.prompts) for c in self.classes if not c.anomaly},
+        }
+
+
+def from_prompt_set(prompt_set: PromptSet) -> ClassPromptSet:
+    """Every prompt of a flat :class:`PromptSet` as its own class, with the plain template."""
+    classes = tuple(
+        PromptClass(p, (p,), a) for p, a in zip(prompt_set.texts, prompt_set.is_anomaly, strict=True)
+    )
+    return ClassPromptSet("inline", classes, (PLAIN_TEMPLATE,), "inline")
+
+
+def builtin_prompt_sets() -> list[str]:
+    """Names of the built-in prompt sets."""
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def _prompt_list(value: Any, where: str) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise InputError(f"{where}: expected a prompt or a non-empty list of prompts")
+    out = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise InputError(f"{where}: every prompt must be non-empty text, got {item!r}")
+        out.append(" ".join(item.split()))
+    return tuple(dict.fromkeys(out))
+
+
+def _classes(value: Any, anomaly: bool, where: str) -> list[PromptClass]:
+    what = "anomaly" if anomaly else "normal"
+    if isinstance(value, list) and not anomaly:
+        return [PromptClass(p, (p,), False) for p in _prompt_list(value, f"{where}: {what}")]
+    if not isinstance(value, dict) or not value:
+        raise InputError(f"{where}: '{what}' must map class names to prompts")
+    return [
+        PromptClass(str(name).strip(), _prompt_list(prompts, f"{where}: {what} class {name!r}"), anomaly)
+        for name, prompts in value.items()
+    ]
+
+
+def parse_prompt_yaml(data: Any, where: str, default_name: str = "custom") -> ClassPromptSet:
+    """Validate a loaded YAML document and turn it into a :class:`ClassPromptSet`.
+
+    Raises:
+        InputError: with a one-line message starting with ``where``.
+    """
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: a prompt set must be a mapping with 'anomaly' (and 'normal') classes")
+    unknown = set(data) - _YAML_KEYS
+    if unknown:
+        raise InputError(
+            f"{where}: unknown keys {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(_YAML_KEYS))}"
+        )
+    if "anomaly" not in data:
+        raise InputError(f"{where}: no 'anomaly' classes")
+    templates_raw = data.get("templates", [PLAIN_TEMPLATE])
+    templates = _prompt_list(templates_raw, f"{where}: templates")
+    for t in templates:
+        if t.count("{}") != 1:
+            raise InputError(f"{where}: template {t!r} must contain '{{}}' exactly once")
+    anomaly = _classes(data["anomaly"], True, where)
+    normal = (
+        _classes(data["normal"], False, where)
+        if data.get("normal")
+        else [PromptClass(p, (p,), False) for p in DEFAULT_NORMAL_PROMPTS]
+    )
+    names = [c.name for c in (*anomaly, *normal)]
+    if any(not n for n in names):
+        raise InputError(f"{where}: empty class name")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"{where}: class names used twice: {', '.join(dupes)}")
+    spec = ClassPromptSet(str(data.get("name") or default_name), (*anomaly, *normal), templates, where)
+    owner: dict[str, str] = {}
+    for cls in spec.classes:
+        for text in dict.fromkeys(spec.class_texts(cls)):
+            if text in owner:
+                raise InputError(f"{where}: text {text!r} is in both {owner[text]!r} and {cls.name!r}")
+            owner[text] = cls.name
+    return spec
+
+
+def safe_load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, with libyaml's C implementation of the same safe loader when available."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+
+
+def load_prompt_yaml(path: str | os.PathLike[str]) -> ClassPromptSet:
+    """Read a prompt-set YAML file (``yaml.safe_load``) and validate it."""
+    import yaml
+
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{file}: no such prompt set file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{file}: cannot read prompt set ({exc})") from None
+    try:
+        data = safe_load_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{file}: not valid YAML{at} ({problem})") from None
+    return parse_prompt_yaml(data, str(file), file.stem)
+
+
+def load_prompt_set(
+    prompts: str | list[str] | tuple[str, ...] | ClassPromptSet | PromptSet,
+    normal_prompts: str | list[str] | tuple[str, ...] | None = None,
+) -> ClassPromptSet:
+    """Resolve ``--prompts`` / ``--normal-prompts`` into classes.
+
+    Args:
+        prompts: a built-in set name (``ucf-crime``, ``xd-violence``, ``general``), a ``.yaml`` file,
+            a text file with one prompt per line, ``;``-separated text, a list, or a set object.
+        normal_prompts: normal prompts (same forms as for :func:`vadindex.prompts.parse_prompts`);
+            they replace a set's normal classes. ``None`` keeps the set's (or the built-in default).
+
+    Returns:
+        A :class:`ClassPromptSet`.
+    """
+    if isinstance(prompts, PromptSet):
+        spec = from_prompt_set(prompts)
+        return spec.with_normal(normal_prompts) if normal_prompts else spec
+    if isinstance(prompts, ClassPromptSet):
+        return prompts.with_normal(normal_prompts) if normal_prompts else prompts
+    if isinstance(prompts, str):
+        text = prompts.strip()
+        if text in builtin_prompt_sets():
+            spec = load_prompt_yaml(BUILTIN_DIR / f"{text}.yaml")
+            spec = ClassPromptSet(spec.name, spec.classes, spec.templates, text)
+            return spec.with_normal(normal_prompts) if normal_prompts else spec
+        if "\n" not in text and ";" not in text and Path(text).suffix.lower() in (".yaml", ".yml"):
+            spec = load_prompt_yaml(text)
+            return spec.with_normal(normal_prompts) if normal_prompts else spec
+    return from_prompt_set(build_prompt_set(prompts, normal_prompts))
+
+
+def class_similarities(text_sims: np.ndarray, text_vectors: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Similarities to ensembled class embeddings from similarities to their texts.
+
+    ``S_class[:, c] = (S_text @ W.T)[:, c] / ||(W @ E)[c]||`` equals ``X @ normalise(W @ E).T`` for
+    the vectors ``X`` behind ``S_text = X @ E.T``, without touching ``X``.
+
+    Args:
+        text_sims: ``(n, n_texts)`` similarities to the unit text embeddings.
+        text_vectors: ``(n_texts, dim)`` unit text embeddings ``E``.
+        weights: ``(n_classes, n_texts)`` averaging matrix ``W`` (:meth:`ClassPromptSet.text_weights`).
+
+    Returns:
+        ``(n, n_classes)`` float32 similarities.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    norms = np.linalg.norm(w @ np.asarray(text_vectors, dtype=np.float64), axis=1)
+    out = (np.asarray(text_sims, dtype=np.float64) @ w.T) / np.maximum(norms, 1e-12)
+    return out.astype(np.float32)
