@@ -5,8 +5,9 @@ Each variant is a copy of a real clip with one mutation: truncation, random byte
 of random bytes, zeroed or shuffled header bytes, damaged container atoms/chunks, a cut-out or
 duplicated block. The build runs as ``vadindex build`` in a subprocess (the real CLI, with a wall
 clock limit), so a crash or a hang is seen as such; after one, the file in flight is set aside and
-the build is resumed. Independently, OpenCV (its own FFmpeg build) decodes every variant; a video
-"can be read" when OpenCV reads at least one segment's worth of it. Videos with the same
+the build is resumed. Independently, OpenCV (its own FFmpeg build) decodes every variant, reading
+past frames that fail as vadindex does; a video "can be read" when OpenCV reads at least one
+segment's worth of it. Videos with the same
 fingerprint (a byte flip in the middle of a large file leaves it unchanged) are compared as one.
 
     python scripts/fuzz_ingest.py --count 200
@@ -133,16 +134,16 @@ cv2.setNumThreads(1)
 for line in sys.stdin:
     path = line.rstrip("\n")
     cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
-    frames, last_ms = 0, 0.0
+    frames, last_ms, failed_in_a_row = 0, 0.0, 0
     fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
-    while cap.isOpened():
-        ok = cap.grab()
-        if not ok:
-            break
+    # Like vadindex, read past frames that fail (up to 500 in a row, then take it as the end).
+    while cap.isOpened() and failed_in_a_row < 500 and frames < 200000:
+        if not cap.grab():
+            failed_in_a_row += 1
+            continue
+        failed_in_a_row = 0
         frames += 1
         last_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
-        if frames > 200000:
-            break
     cap.release()
     step = 1.0 / fps if 0 < fps < 1000 else 0.04
     # Some demuxers (AVI without an index) report no position: fall back to the frame count.

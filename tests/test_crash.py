@@ -27,7 +27,7 @@ from vadindex.store import MANIFEST, open_index, read_manifest
 from vadindex.verify import check_index
 
 N_VIDEOS = 10
-KILLS = 4
+KILLS = 3
 
 #: Reads ``[stderr_file, *argv]`` lines; forks ``python -m vadindex._cli.main *argv`` for each and
 #: prints the child's pid, then its wait status.

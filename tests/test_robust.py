@@ -180,6 +180,23 @@ def test_timestamp_jump_is_repaired_not_sampled(tmp_path: Path) -> None:
     assert n == 16 and "timestamp jumps" in video.info.warning
 
 
+def test_undecodable_packet_costs_that_packet_not_the_rest(tmp_path: Path) -> None:
+    import av
+
+    path = write_video(tmp_path / "clip.mp4", seconds=4, size=SIZE, seed=3)
+    with av.open(str(path)) as container:
+        packet = [p for p in container.demux(video=0) if p.size][15]
+        pos, size = packet.pos, packet.size
+    data = bytearray(path.read_bytes())
+    data[pos : pos + size] = b"\xff" * size  # one frame's bytes turned to garbage, 1.5 s in
+    path.write_bytes(bytes(data))
+    video = SampledVideo(path, fps=4.0, image_size=32)
+    n = sum(len(b) for b in video.batches())
+    assert video.info is not None and video.info.duration == pytest.approx(4.0)
+    assert n == 16 and video.info.n_frames == 39
+    assert video.info.warning.startswith("skipped 1 undecodable packets")
+
+
 @pytest.mark.parametrize(
     ("rotation", "hflip", "corner", "shape"),
     [(0, False, "TL", (64, 48)), (90, False, "BL", (48, 64)), (-90, False, "TR", (48, 64)),

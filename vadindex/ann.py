@@ -252,8 +252,19 @@ def search(index: Any, queries: np.ndarray, k: int, rerank: bool = True) -> tupl
     Approximate indexes return ``RERANK_FACTOR * k`` candidates when ``rerank`` is set, for the
     caller to re-score exactly.
     """
+    import faiss
+
     q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
     want = k if (is_exact(index) or not rerank) else k * RERANK_FACTOR
     want = max(1, min(want, index.ntotal))
     configure(index)
-    return index.search(q, want)
+    if len(q) > 1:
+        return index.search(q, want)
+    # FAISS spreads work over queries, so one query runs on one thread anyway; waking an OpenMP team
+    # for it costs milliseconds on a busy machine.
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        return index.search(q, want)
+    finally:
+        faiss.omp_set_num_threads(threads)

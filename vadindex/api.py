@@ -118,5 +118,8 @@ class VideoIndex:
 
     def detect(self, prompts: str | list[str], **options: Any) -> DetectResult:
         """Score and decide every segment and video (see :func:`vadindex.detect.detect`)."""
-        options.setdefault("encoder", self.encoder)
+        # The model is loaded only when some prompt is not in the index's text cache.
+        if self._encoder is not None:
+            options.setdefault("encoder", self._encoder)
+        options.setdefault("device", self.device)
         return detect(self.snapshot, prompts, **options)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,10 @@ log = logging.getLogger("vadindex")
 #: A jump between consecutive timestamps longer than this (seconds) is taken as damage, not as a
 #: recording gap: the timeline goes on at the nominal frame rate instead.
 MAX_TIMESTAMP_GAP = 300.0
+#: Decoding gives up after this many packets in a row fail to decode: the rest of the file is not
+#: video any more (data shifted against the container's index). Fewer failures are skipped, so a
+#: damaged stretch costs that stretch and not the rest of the video.
+MAX_BAD_PACKETS_IN_A_ROW = 500
 
 
 @dataclass(frozen=True)
@@ -187,15 +192,15 @@ def _orient(img: np.ndarray, orientation: Orientation) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def _timestamp(t: float | None, times: list[float], rate: float) -> tuple[float | None, str]:
-    """A frame's time on a strictly increasing timeline, or ``None`` to use the nominal rate.
+def _timestamp(t: float | None, times: Sequence[float], rate: float) -> tuple[float, str]:
+    """A frame's time (``None`` when it has none) placed on a strictly increasing timeline.
 
     Damaged files can carry timestamps that jump hours ahead or back to zero; one such jump would
     otherwise turn into millions of repeated samples, or hide the rest of the video behind a
     timeline that no longer advances.
     """
     if not times:
-        return t, ""
+        return (0.0 if t is None else t), ""
     if t is None:
         return times[-1] + _frame_interval(times, rate), ""
     if t - times[-1] > MAX_TIMESTAMP_GAP:
@@ -210,7 +215,38 @@ def _timestamp(t: float | None, times: list[float], rate: float) -> tuple[float 
     return t, ""
 
 
-def _frame_interval(times: list[float], rate: float) -> float:
+@dataclass
+class _PacketErrors:
+    """Packets :func:`_frames` skipped because they failed to decode."""
+
+    count: int = 0
+    in_a_row: int = 0
+    reason: str = ""
+
+
+def _frames(container: object, stream: object, errors: _PacketErrors) -> Iterator[object]:
+    """The stream's frames in presentation order, skipping packets that fail to decode.
+
+    ``container.decode(stream)`` stops at the first bad packet; decoding packet by packet lets the
+    decoder resume at the next keyframe. Demuxer errors still end the stream (raised).
+    """
+    import av
+
+    for packet in container.demux(stream):  # type: ignore[attr-defined]
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            errors.count += 1
+            errors.in_a_row += 1
+            errors.reason = _ffmpeg_reason(exc)
+            if errors.in_a_row >= MAX_BAD_PACKETS_IN_A_ROW:
+                return
+            continue
+        errors.in_a_row = 0
+        yield from frames
+
+
+def _frame_interval(times: Sequence[float], rate: float) -> float:
     """The usual time between frames so far (the header's rate is skewed by a damaged timestamp)."""
     if len(times) > 1:
         return float(np.median(np.diff(times[-50:])))
@@ -228,8 +264,9 @@ def _decode(video: SampledVideo) -> Iterator[np.ndarray]:
         codec = stream.codec_context.name
         rate = float(stream.average_rate) if stream.average_rate else 25.0
         step = 1.0 / video.fps
-        times: list[float] = []
-        samples: list[int] = []
+        # Compact arrays: an hours-long video has millions of frames.
+        times = array("d")
+        samples = array("q")
         batch: list[np.ndarray] = []
         prev = None  # (index, frame) on screen before the current one
         t0 = offset = 0.0  # the first frame's own time; shift added by repaired timestamp jumps
@@ -238,8 +275,9 @@ def _decode(video: SampledVideo) -> Iterator[np.ndarray]:
         rotation = 0
         warnings: list[str] = []
         width = height = 0
+        errors = _PacketErrors()
         try:
-            for index, frame in enumerate(container.decode(stream)):
+            for index, frame in enumerate(_frames(container, stream, errors)):
                 if not times:
                     t0 = frame.time or 0.0
                     width, height = frame.width, frame.height
@@ -269,6 +307,15 @@ def _decode(video: SampledVideo) -> Iterator[np.ndarray]:
             warnings.append(
                 f"decoding stopped at {times[-1]:.2f} s ({_ffmpeg_reason(exc)}); kept the readable part"
             )
+        if errors.count and not times:
+            raise VideoError(str(path), f"cannot decode any frame ({errors.reason})")
+        if errors.in_a_row >= MAX_BAD_PACKETS_IN_A_ROW:
+            warnings.append(
+                f"decoding stopped at {times[-1]:.2f} s after {errors.in_a_row} undecodable packets in a row "
+                f"({errors.reason}); kept the readable part"
+            )
+        elif errors.count:
+            warnings.append(f"skipped {errors.count} undecodable packets ({errors.reason})")
         if not times:
             raise VideoError(str(path), "contains no decodable video frame")
         for note in warnings:
@@ -289,8 +336,8 @@ def _decode(video: SampledVideo) -> Iterator[np.ndarray]:
             yield np.stack(batch)
         if orientation[0] == 0:  # shown transposed: portrait becomes landscape and back
             width, height = height, width
-        video.frame_times = np.asarray(times, dtype=np.float64)
-        video.sample_frames = np.asarray(samples, dtype=np.int64)
+        video.frame_times = np.frombuffer(times, dtype=np.float64).copy()
+        video.sample_frames = np.frombuffer(samples, dtype=np.int64).copy()
         video.info = VideoInfo(
             width=width,
             height=height,

@@ -150,6 +150,30 @@ def _prefetch(
         stop.set()
 
 
+class _Rows:
+    """A float32 matrix grown by doubling: one long-lived allocation, not one per batch.
+
+    Thousands of small blocks kept alive between large transient batches fragment the C heap,
+    and an hours-long video then costs several times its embeddings in resident memory.
+    """
+
+    def __init__(self, dim: int) -> None:
+        self._data = np.zeros((0, dim), np.float32)
+        self._n = 0
+
+    def append(self, block: np.ndarray) -> None:
+        end = self._n + len(block)
+        if end > len(self._data):
+            grown = np.empty((max(end, 2 * len(self._data), 256), self._data.shape[1]), np.float32)
+            grown[: self._n] = self._data[: self._n]
+            self._data = grown
+        self._data[self._n : end] = block
+        self._n = end
+
+    def array(self) -> np.ndarray:
+        return self._data[: self._n]
+
+
 def ingest_video(
     source: VideoSource,
     encoder: Encoder,
@@ -179,10 +203,12 @@ def ingest_video(
     path = source.path
     sampled = SampledVideo(path, settings.fps, encoder.image_size, batch_size)
     batches = _prefetch(sampled.batches(), 2, stall_timeout, path, video_timeout)
-    blocks = [encoder.encode_images(batch) for batch in batches]
+    rows = _Rows(encoder.dim)
+    for batch in batches:
+        rows.append(encoder.encode_images(batch))
     info = sampled.info
     assert info is not None
-    frame_vectors = np.concatenate(blocks) if blocks else np.zeros((0, encoder.dim), np.float32)
+    frame_vectors = rows.array()
     segments = build_segments(sampled.frame_times, len(frame_vectors), info.duration, settings)
     if not segments:
         raise VideoError(

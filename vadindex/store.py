@@ -321,11 +321,12 @@ class IndexSnapshot:
     def vectors(self, rows: np.ndarray | None = None) -> np.ndarray:
         """Segment vectors as float32, all of them or the given rows."""
         out = []
+        srt = None if rows is None else np.sort(rows)  # gathered in sorted order, reordered below
         for first, block in self.iter_vectors():
-            if rows is None:
+            if srt is None:
                 out.append(np.asarray(block, dtype=np.float32))
             else:
-                sel = rows[(rows >= first) & (rows < first + len(block))] - first
+                sel = srt[(srt >= first) & (srt < first + len(block))] - first
                 out.append(np.asarray(block[sel], dtype=np.float32))
         if not out:
             return np.zeros((0, self.manifest.dim), dtype=np.float32)

@@ -29,6 +29,8 @@ from vadindex.store import (
 #: FAISS rows compared with ``vectors.npy`` (evenly spread); float16 storage allows this error.
 SAMPLE_ROWS = 2048
 VECTOR_TOLERANCE = 2e-3
+#: Rows read at a time when checking vectors (bounded memory on large parts).
+CHUNK = 65536
 #: 8-bit scalar-quantised IVF codes (``--index-type ivf``) are coarser.
 VECTOR_TOLERANCE_SQ8 = 0.05
 
@@ -236,13 +238,17 @@ def _check_parts(folder: Path, m: IndexManifest, found: _Findings) -> pd.DataFra
             ):
                 continue
             found.expect(array.dtype == np.float16, f"{name}: dtype {array.dtype}, expected float16")
-            values = np.asarray(array, dtype=np.float32)
-            if not found.expect(bool(np.isfinite(values).all()), f"{name}: holds NaN or infinite values"):
+            norms = np.concatenate(
+                [
+                    np.linalg.norm(np.asarray(array[i : i + CHUNK], np.float32), axis=1)
+                    for i in range(0, rows, CHUNK)
+                ]
+                or [np.zeros(0)]
+            )
+            if not found.expect(bool(np.isfinite(norms).all()), f"{name}: holds NaN or infinite values"):
                 continue
-            if len(values):
-                norms = np.linalg.norm(values, axis=1)
-                bad = int((np.abs(norms - 1.0) > 0.01).sum())
-                found.expect(bad == 0, f"{name}: {bad} vectors are not unit length")
+            bad = int((np.abs(norms - 1.0) > 0.01).sum())
+            found.expect(bad == 0, f"{name}: {bad} vectors are not unit length")
     if not complete or not tables:
         return None if not complete else pd.DataFrame(columns=SEGMENT_COLUMNS)
     return pd.concat(tables, ignore_index=True)

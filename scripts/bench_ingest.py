@@ -1,0 +1,213 @@
+"""Ingestion throughput: the full build against the bare encoder and against a naive frame-by-frame loop.
+
+All three are measured in one run on the same videos and the same model:
+
+- ``pipeline_fps``: frames encoded per second by ``build_index`` (decode, sampling, encoding,
+  segmenting, fingerprinting and storage included; the model is loaded beforehand, as in a
+  long-running build where loading is a one-off);
+- ``encoder_fps``: the same encoder on the same frames, already decoded and preprocessed, in full
+  batches of ``--batch-size``;
+- ``naive_fps``: OpenCV reads every frame, every ``native_fps / fps``-th frame goes through PIL and
+  open_clip's own preprocessing and is encoded alone (batch size 1).
+
+The last line printed is one JSON object with the figures.
+
+    python scripts/bench_ingest.py                       # all clips in ../shared/data/videos
+    python scripts/bench_ingest.py --limit 6 --naive-limit 3
+    python scripts/bench_ingest.py --precision int8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def pick_videos(folder: Path, limit: int | None) -> list[Path]:
+    """The videos under ``folder``, sorted; ``limit`` of them spread evenly over the sorted list."""
+    from vadindex.sources import collect_sources
+
+    videos, _ = collect_sources([folder], None)
+    paths = sorted(v.path for v in videos)
+    if limit and limit < len(paths):
+        paths = [paths[round(i * (len(paths) - 1) / max(limit - 1, 1))] for i in range(limit)]
+    return paths
+
+
+def run_pipeline(paths: list[Path], encoder, batch_size: int, workdir: Path) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    """A full build into a new index; returns (frames encoded, seconds)."""
+    from vadindex.ingest import build_index
+
+    links = workdir / "videos"
+    links.mkdir()
+    for i, p in enumerate(paths):  # one folder, so the build sees exactly these files
+        (links / f"{i:03d}_{p.name}").symlink_to(p)
+    summary = build_index([links], workdir / "index", encoder=encoder, batch_size=batch_size, progress=False)
+    if summary.failures:
+        print(f"  build failures: {summary.failures}", file=sys.stderr)
+    return summary.frames_encoded, summary.seconds
+
+
+def decode_all(paths: list[Path], fps: float, size: int, batch_size: int) -> np.ndarray:
+    from vadindex.decode import SampledVideo
+
+    frames = [b for p in paths for b in SampledVideo(p, fps, size, batch_size).batches()]
+    return np.concatenate(frames)
+
+
+def run_encoder(encoder, frames: np.ndarray, batch_size: int) -> float:  # type: ignore[no-untyped-def]
+    """Frames per second of ``encode_images`` on full batches of already-decoded frames."""
+    encoder.encode_images(frames[: min(batch_size, len(frames))])  # warm-up (allocator, oneDNN kernels)
+    t = time.perf_counter()
+    for i in range(0, len(frames), batch_size):
+        encoder.encode_images(frames[i : i + batch_size])
+    return len(frames) / (time.perf_counter() - t)
+
+
+def run_naive(paths: list[Path], encoder, fps: float) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    """OpenCV reads every frame; PIL + open_clip preprocessing and batch-1 encoding of the sampled ones."""
+    import cv2
+    import open_clip
+    import torch
+    from PIL import Image
+
+    model = encoder.model
+    pp = open_clip.get_model_preprocess_cfg(model)
+    preprocess = open_clip.image_transform(
+        encoder.image_size, is_train=False, mean=pp.get("mean"), std=pp.get("std"),
+        interpolation=pp.get("interpolation"), resize_mode=pp.get("resize_mode"),
+    )  # fmt: skip
+    n = 0
+    t = time.perf_counter()
+    for path in paths:
+        cap = cv2.VideoCapture(str(path))
+        native = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        step = max(native / fps, 1.0)
+        next_pick, index = 0.0, 0
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if index >= next_pick:
+                next_pick += step
+                image = preprocess(Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))).unsqueeze(0)
+                with torch.inference_mode():
+                    emb = model.encode_image(image)
+                    torch.nn.functional.normalize(emb, dim=-1).numpy()
+                n += 1
+            index += 1
+        cap.release()
+    return n, time.perf_counter() - t
+
+
+def machine() -> dict[str, object]:
+    """nproc, CPU model and RAM, for the record."""
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
+    mem = next((int(line.split()[1]) for line in meminfo if line.startswith("MemTotal")), 0)
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "ram_gib": round(mem / 2**20, 1),
+        "python": platform.python_version(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--videos", type=Path, default=ROOT.parent / "shared" / "data" / "videos")
+    ap.add_argument(
+        "--limit", type=int, default=None, help="Use this many videos (spread over the sorted list)."
+    )
+    ap.add_argument("--naive-limit", type=int, default=None, help="Run the naive loop on this many of them.")
+    ap.add_argument("--model", default="ViT-B-32")
+    ap.add_argument("--pretrained", default="random")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "int8", "fp16", "auto"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=None, help="[default: vadindex's DEFAULT_BATCH_SIZE]")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads [default: torch's]")
+    ap.add_argument("--skip-naive", action="store_true")
+    args = ap.parse_args()
+    logging.getLogger("vadindex").setLevel(logging.ERROR)
+
+    import torch
+
+    from vadindex.config import DEFAULT_BATCH_SIZE, DEFAULT_FPS
+    from vadindex.encoder import load_encoder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    batch_size = args.batch_size or DEFAULT_BATCH_SIZE
+    paths = pick_videos(args.videos, args.limit)
+    naive_paths = paths[: args.naive_limit] if args.naive_limit else paths
+    load_before = load_average()
+    t = time.perf_counter()
+    encoder = load_encoder(args.model, args.pretrained, args.device, args.precision)
+    load_s = time.perf_counter() - t
+    print(f"{len(paths)} videos, {args.model} ({args.pretrained}, {encoder.precision}), batch {batch_size}, "
+          f"torch threads {torch.get_num_threads()}, model load {load_s:.1f} s, load avg {load_before:.2f}")  # fmt: skip
+
+    with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
+        frames_done, seconds = run_pipeline(paths, encoder, batch_size, Path(tmp))
+    pipeline_fps = frames_done / seconds
+    print(f"pipeline: {frames_done} frames in {seconds:.1f} s = {pipeline_fps:.2f} frames/s")
+
+    t = time.perf_counter()
+    frames = decode_all(paths, DEFAULT_FPS, encoder.image_size, batch_size)
+    decode_s = time.perf_counter() - t
+    print(
+        f"decode only (sampled, resized): {len(frames)} frames in {decode_s:.1f} s = {len(frames) / decode_s:.1f} frames/s"
+    )
+    encoder_fps = run_encoder(encoder, frames, batch_size)
+    print(f"encoder: {encoder_fps:.2f} frames/s on pre-decoded batches of {batch_size}")
+    del frames
+
+    naive_fps = naive_n = None
+    if not args.skip_naive:
+        naive_n, naive_s = run_naive(naive_paths, encoder, DEFAULT_FPS)
+        naive_fps = naive_n / naive_s
+        print(
+            f"naive: {naive_n} frames in {naive_s:.1f} s = {naive_fps:.2f} frames/s ({len(naive_paths)} videos)"
+        )
+
+    result = {
+        "bench": "ingest",
+        "videos": len(paths),
+        "frames": frames_done,
+        "model": args.model,
+        "precision": encoder.precision,
+        "batch_size": batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "pipeline_fps": round(pipeline_fps, 3),
+        "encoder_fps": round(encoder_fps, 3),
+        "naive_fps": round(naive_fps, 3) if naive_fps else None,
+        "naive_frames": naive_n,
+        "decode_fps": round(len(paths) and frames_done / decode_s, 1),
+        "ratio_to_encoder": round(pipeline_fps / encoder_fps, 3),
+        "speedup_vs_naive": round(pipeline_fps / naive_fps, 3) if naive_fps else None,
+        "model_load_s": round(load_s, 2),
+        "load_avg_1m_before": round(load_before, 2),
+        "load_avg_1m_after": round(load_average(), 2),
+        **machine(),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

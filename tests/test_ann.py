@@ -1,0 +1,184 @@
+"""FAISS index types: recall of the approximate ones, exactness of flat, and round trips through build + query."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from vadindex import ann
+from vadindex._cli.main import cli
+from vadindex.errors import InputError
+from vadindex.search import search_vector
+from vadindex.store import SEGMENT_COLUMNS, IndexWriter, PendingVideo, open_index
+
+
+def clustered_unit_vectors(n: int, dim: int, n_clusters: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors around ``n_clusters`` centres (segments of one video resemble each other)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_clusters, dim))
+    x = centres[rng.integers(0, n_clusters, n)] + 0.6 * rng.standard_normal((n, dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32)
+
+
+def recall_at(ids: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(ids, truth, strict=True)]))
+
+
+def exact_top(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :k]
+
+
+def pending(vectors: np.ndarray, name: str) -> PendingVideo:
+    """One synthetic video whose segments carry ``vectors`` (one frame per segment)."""
+    n = len(vectors)
+    segs = pd.DataFrame(
+        {
+            "video_id": name,
+            "video": name,
+            "segment": np.arange(n, dtype=np.int32),
+            "start": np.arange(n, dtype=float),
+            "end": np.arange(1, n + 1, dtype=float),
+            "start_frame": np.arange(n, dtype=np.int64) * 25,
+            "end_frame": np.arange(1, n + 1, dtype=np.int64) * 25,
+            "frame_row": np.arange(n, dtype=np.int64),
+            "n_frames": np.ones(n, dtype=np.int32),
+            "label": pd.array([pd.NA] * n, dtype="Int8"),
+            "class": pd.array([pd.NA] * n, dtype="string"),
+        }
+    )[SEGMENT_COLUMNS]
+    video = {
+        "video_id": name,
+        "video": name,
+        "path": f"/synthetic/{name}",
+        "duration": float(n),
+        "n_segments": n,
+    }
+    return PendingVideo(video, segs, vectors, vectors.astype(np.float16))
+
+
+def write_synthetic(
+    path: Path, batches: list[np.ndarray], index_type: str | None, encoder, first: int = 0
+) -> None:  # type: ignore[no-untyped-def]
+    """One commit per batch, each batch one video named ``v<first + i>``."""
+    sampling = {"fps": 4.0, "segment_seconds": 1.0, "min_tail_fraction": 0.5}
+    for b, vectors in enumerate(batches, start=first):
+        writer = IndexWriter(
+            path, encoder.identity, encoder.dim, encoder.logit_scale, sampling, index_type=index_type
+        )
+        with writer:
+            writer.add(pending(vectors, f"v{b:03d}"))
+            writer.commit()
+
+
+@pytest.mark.parametrize("kind, bound", [("ivf", 0.9), ("hnsw", 0.9)])
+def test_ann_recall_on_a_seeded_set(kind: str, bound: float) -> None:
+    x = clustered_unit_vectors(6000, 64, 60, seed=1)
+    q = clustered_unit_vectors(50, 64, 60, seed=1)[:50] + 0.05
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    index = ann.build(64, kind, lambda: iter([x[:2500].astype(np.float16), x[2500:]]), len(x))
+    assert ann.kind_of(index) == kind and index.ntotal == len(x)
+    _, ids = ann.search(index, q, 10, rerank=False)
+    assert recall_at(ids, exact_top(x, q, 10)) >= bound
+    # Candidates re-scored exactly (what search_vector does) do at least as well.
+    _, cand = ann.search(index, q, 10)
+    reranked = [c[np.argsort(-(x[c] @ qi), kind="stable")][:10] for c, qi in zip(cand, q, strict=True)]
+    assert recall_at(np.array(reranked), exact_top(x, q, 10)) >= recall_at(ids, exact_top(x, q, 10))
+
+
+def test_flat_is_exact_float16_scan() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x16 = x.astype(np.float16)
+    index = ann.build(32, "flat", lambda: iter([x16]), len(x))
+    assert ann.is_exact(index) and ann.kind_of(index) == "flat"
+    q = x[:20]
+    scores, ids = ann.search(index, q, 10)
+    truth = x16.astype(np.float32) @ q.T
+    assert np.allclose(scores, -np.sort(-truth.T, axis=1)[:, :10], atol=1e-5)
+    assert (ids[:, 0] == np.arange(20)).all()
+
+
+def test_index_type_rules() -> None:
+    assert ann.resolve_kind("auto", 10) == "flat"
+    assert ann.resolve_kind("auto", ann.AUTO_ANN_MIN_SEGMENTS) == "ivf"
+    assert ann.resolve_kind("hnsw", 10) == "hnsw"
+    with pytest.raises(InputError, match="index-type"):
+        ann.resolve_kind("pq", 10)
+    assert ann.nlist_for(100) == 0  # too few vectors for IVF cells: searched exactly
+    assert ann.nlist_for(1_000_000) == 1024
+
+
+def test_auto_switches_to_ivf_and_keeps_row_ids(
+    tmp_path: Path, encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(ann, "AUTO_ANN_MIN_SEGMENTS", 1500)
+    x = clustered_unit_vectors(3000, encoder.dim, 40, seed=2)
+    path = tmp_path / "ix"
+    write_synthetic(path, [x[:1000]], None, encoder)
+    snap = open_index(path)
+    assert snap.manifest.index_type == "auto" and ann.kind_of(snap.faiss_index()) == "flat"
+    # Crosses the threshold (rebuilt as IVF from the parts), then adds in place.
+    write_synthetic(path, [x[1000:2000], x[2000:]], None, encoder, first=1)
+    snap = open_index(path)
+    index = snap.faiss_index()
+    assert ann.kind_of(index) == "ivf" and index.ntotal == 3000 == snap.manifest.n_segments
+    assert np.array_equal(snap.vectors(), x.astype(np.float16).astype(np.float32))
+    # Row ids survive the rebuild and the later in-place add: every vector finds itself first.
+    for row in (5, 1500, 2999):
+        res = search_vector(snap, x[row], k=3)
+        assert res["video"][0] == f"v{row // 1000:03d}" and res["segment"][0] == row % 1000
+        assert res["score"][0] == pytest.approx(1.0, abs=2e-3)
+    q = x[::97] + 0.02
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    truth = exact_top(snap.vectors(), q, 10)
+    found = []
+    for qi in q:
+        res = search_vector(snap, qi, k=10)
+        seg = res["segment"].to_numpy() + 1000 * res["video"].str[1:].astype(int).to_numpy()
+        found.append(seg)
+        exact = search_vector(snap, qi, k=10, exact=True)
+        assert np.allclose(exact["score"], np.sort(snap.vectors() @ qi)[::-1][:10], atol=2e-3)
+    assert recall_at(np.array(found), truth) >= 0.9
+
+
+def test_index_type_round_trip_through_cli(small_clips: Path, tmp_path: Path, encoder) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    ix = tmp_path / "ix"
+    common = ["--model", "vadindex-test", "--pretrained", "random", "--no-progress"]
+    res = runner.invoke(
+        cli, ["build", str(small_clips / "fight"), "--index", str(ix), "--index-type", "hnsw", *common]
+    )
+    assert res.exit_code == 0, res.output
+    snap = open_index(ix)
+    assert snap.manifest.index_type == "hnsw" and ann.kind_of(snap.faiss_index()) == "hnsw"
+    # A later build without --index-type keeps the index's type; new videos go into the same graph.
+    res = runner.invoke(cli, ["build", str(small_clips / "nofight"), "--index", str(ix), *common])
+    assert res.exit_code == 0, res.output
+    snap = open_index(ix)
+    assert snap.manifest.index_type == "hnsw" and snap.faiss_index().ntotal == snap.manifest.n_segments
+    res = runner.invoke(cli, ["info", str(ix)])
+    assert "hnsw" in res.output
+    q = encoder.encode_texts(["a person running"])[0]
+    brute = np.sort(snap.vectors() @ q)[::-1][:5]
+    for extra in ([], ["--exact"]):
+        res = runner.invoke(
+            cli, ["query", "a person running", "--index", str(ix), "-k", "5", "--format", "json", *extra]
+        )
+        assert res.exit_code == 0, res.output
+        rows = json.loads(res.stdout)
+        assert np.allclose([r["score"] for r in rows], brute, atol=2e-3)
+    # Switching type rebuilds from the float16 parts at the next commit.
+    res = runner.invoke(cli, ["build", str(small_clips), "--index", str(ix), "--index-type", "flat", *common])
+    assert res.exit_code in (0, 3), res.output
+    snap = open_index(ix)
+    assert snap.manifest.index_type == "flat" and ann.is_exact(snap.faiss_index())
+    assert snap.faiss_index().ntotal == snap.manifest.n_segments
+    res = runner.invoke(cli, ["build", str(small_clips), "--index", str(ix), "--index-type", "pq", *common])
+    assert res.exit_code == 2
