@@ -115,6 +115,52 @@ def run_naive(paths: list[Path], encoder, fps: float) -> tuple[int, float]:  # t
     return n, time.perf_counter() - t
 
 
+def run_onnxruntime(encoder, frames: np.ndarray, batch_size: int, workdir: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """ONNX Runtime (fp32, and int8 by its dynamic quantisation) on the image tower: frames/s and
+    the lowest cosine to the PyTorch fp32 embeddings. Needs ``pip install onnxruntime onnx``."""
+    import warnings
+
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    visual = encoder.model.visual.eval()
+    fp32_file, int8_file = workdir / "visual.onnx", workdir / "visual.int8.onnx"
+    probe = torch.zeros(2, 3, encoder.image_size, encoder.image_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            visual, (probe,), str(fp32_file), input_names=["x"], output_names=["y"],
+            dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=17, dynamo=False,
+        )  # fmt: skip
+    quantize_dynamic(str(fp32_file), str(int8_file), weight_type=QuantType.QInt8)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+
+    def preprocess(batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255.0)
+        return ((x - encoder._mean) / encoder._std).numpy()
+
+    reference = np.concatenate(
+        [encoder.encode_images(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)]
+    )
+    out: dict[str, float] = {}
+    for name, file in (("fp32", fp32_file), ("int8", int8_file)):
+        session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+        session.run(None, {"x": preprocess(frames[:batch_size])})
+        t = time.perf_counter()
+        emb = np.concatenate(
+            [
+                session.run(None, {"x": preprocess(frames[i : i + batch_size])})[0]
+                for i in range(0, len(frames), batch_size)
+            ]
+        )
+        out[f"onnxruntime_{name}_fps"] = round(len(frames) / (time.perf_counter() - t), 3)
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        out[f"onnxruntime_{name}_min_cosine"] = round(float((emb * reference).sum(axis=1).min()), 5)
+    return out
+
+
 def machine() -> dict[str, object]:
     """nproc, CPU model and RAM, for the record."""
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
@@ -143,6 +189,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="[default: vadindex's DEFAULT_BATCH_SIZE]")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads [default: torch's]")
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument(
+        "--onnxruntime", action="store_true", help="Also time ONNX Runtime fp32/int8 on the same frames."
+    )
+    ap.add_argument(
+        "--int8-agreement", action="store_true", help="Also report int8 vs fp32 cosine on these frames."
+    )
     args = ap.parse_args()
     logging.getLogger("vadindex").setLevel(logging.ERROR)
 
@@ -176,6 +228,30 @@ def main() -> None:
     )
     encoder_fps = run_encoder(encoder, frames, batch_size)
     print(f"encoder: {encoder_fps:.2f} frames/s on pre-decoded batches of {batch_size}")
+    extra: dict[str, object] = {}
+    if args.int8_agreement:
+        other = "int8" if encoder.precision == "fp32" else "fp32"
+        alt = load_encoder(args.model, args.pretrained, "cpu", other)
+        a = np.concatenate(
+            [encoder.encode_images(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)]
+        )
+        b = np.concatenate(
+            [alt.encode_images(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)]
+        )
+        cosine = (a * b).sum(axis=1)
+        extra["int8_fp32_cosine"] = {
+            "min": round(float(cosine.min()), 5),
+            "mean": round(float(cosine.mean()), 5),
+        }
+        extra[f"{other}_encoder_fps"] = round(run_encoder(alt, frames, batch_size), 3)
+        print(
+            f"int8 vs fp32 cosine: {extra['int8_fp32_cosine']}; {other} encoder {extra[f'{other}_encoder_fps']} frames/s"
+        )
+        del alt
+    if args.onnxruntime:
+        with tempfile.TemporaryDirectory(prefix="bench_onnx_") as tmp:
+            extra |= run_onnxruntime(encoder, frames, batch_size, Path(tmp))
+        print(f"onnxruntime: {extra}")
     del frames
 
     naive_fps = naive_n = None
@@ -201,6 +277,7 @@ def main() -> None:
         "decode_fps": round(len(paths) and frames_done / decode_s, 1),
         "ratio_to_encoder": round(pipeline_fps / encoder_fps, 3),
         "speedup_vs_naive": round(pipeline_fps / naive_fps, 3) if naive_fps else None,
+        **extra,
         "model_load_s": round(load_s, 2),
         "load_avg_1m_before": round(load_before, 2),
         "load_avg_1m_after": round(load_average(), 2),

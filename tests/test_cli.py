@@ -102,6 +102,15 @@ def test_info(cli_index: Path) -> None:
         ),
         (["build", "{clips}", "--index", "{index}", "--fps", "2"], "sampling"),
         (["build", "{clips}", "--index", "{tmp}/b", "--batch-size", "0", *MODEL], "batch-size"),
+        (
+            ["detect", "--index", "{index}", "-p", "x", "--video-agg", "max", "--video-threshold", "nan"],
+            "video-threshold must be a number",
+        ),
+        (
+            ["detect", "--index", "{index}", "-p", "x", "--out", "{tmp}/bad.csv/out"],
+            "bad.csv/out: Not a directory",
+        ),
+        (["manifest", "{clips}", "--out", "{tmp}/bad.csv/m.csv"], "bad.csv: File exists"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(

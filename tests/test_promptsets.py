@@ -48,6 +48,12 @@ def test_inline_prompts_keep_their_meaning() -> None:
     assert spec.normal == ("c", "d") and spec.is_anomaly == [True, True, False, False]
 
 
+def test_normal_prompt_may_not_repeat_an_anomaly_prompt() -> None:
+    with pytest.raises(InputError, match="both anomaly and normal: people fighting"):
+        load_prompt_set("ucf-crime", "people fighting; an empty street")  # a Fighting prompt
+    assert load_prompt_set("ucf-crime", "Fighting fans at a match").normal == ("Fighting fans at a match",)
+
+
 def test_text_file_prompts(tmp_path: Path) -> None:
     f = tmp_path / "p.txt"
     f.write_text("# comment\npeople fighting\na fire\n")

@@ -237,5 +237,9 @@ def test_aggregate_max_and_topk_mean_decisions() -> None:
     out = aggregate_segments(vids, scores, scores > 0.5, method="topk-mean", video_threshold=0.5, top_k=2)
     assert out["score"].tolist() == pytest.approx([0.55, 0.45])
     assert out["anomalous"].tolist() == [True, False]
+    assert out["n_anomalous"].tolist() == [1, 0]
+    assert out["n_anomalous"].dtype.kind == "i"  # counts, not floats
+    with pytest.raises(InputError, match="video-threshold"):
+        aggregate_segments(vids, scores, scores > 0.5, method="max", video_threshold=float("nan"))
     with pytest.raises(InputError, match="video aggregation"):
         aggregate_segments(vids, scores, scores > 0.5, method="median")

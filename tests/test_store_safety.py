@@ -312,6 +312,20 @@ def test_check_passes_on_a_good_index(template: Path) -> None:
     assert data["ok"] is True and data["problems"] == []
 
 
+def test_rows_align_with_vectors_and_frames_across_parts(template: Path) -> None:
+    snap = open_index(template)
+    segs, vectors = snap.segments, snap.vectors()
+    frames = snap.frame_vectors().astype(np.float32)
+    assert len(snap.manifest.parts) == 2 and len(frames) == snap.manifest.n_frames
+    for i in range(len(segs)):  # every row, in both parts: vector i is the mean of row i's own frames
+        r, n = int(segs["frame_row"].iloc[i]), int(segs["n_frames"].iloc[i])
+        mean = frames[r : r + n].mean(axis=0)
+        assert np.allclose(mean / np.linalg.norm(mean), vectors[i], atol=3e-3), i
+    for _, video in snap.videos.iterrows():
+        rows = np.flatnonzero(segs["video_id"].to_numpy() == video["video_id"])
+        assert rows[0] == video["first_row"] and len(rows) == video["n_segments"]
+
+
 def _flip_byte(file: Path, offset: int = -5) -> None:
     data = bytearray(file.read_bytes())
     data[offset] ^= 0x40
@@ -337,6 +351,13 @@ def _pickled_frames(ix: Path) -> None:
     np.save(ix / "parts" / "000001.frames.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
 
 
+def _shift_frame_rows(ix: Path) -> None:
+    file = ix / "parts" / "000002.segments.parquet"
+    table = pd.read_parquet(file)
+    table["frame_row"] -= 1  # still inside the frame table, but each row now points at other frames
+    table.to_parquet(file, index=False)
+
+
 def _previous_faiss(ix: Path) -> None:
     m = json.loads((ix / MANIFEST).read_text())
     shutil.copy(ix / f"index.g{m['generation'] - 1:06d}.faiss", ix / m["faiss_file"])
@@ -349,6 +370,7 @@ DAMAGES = {
     "FAISS of the previous commit": (_previous_faiss, r"\.faiss: \d+ vectors, the manifest says"),
     "manifest counts edited": (lambda ix: _edit_manifest(ix, n_segments=3), r"parts hold \d+ segments, n_segments says 3"),
     "video row lost": (_drop_video_row, r"videos\.g\d+\.parquet: 3 rows, the manifest says 4"),
+    "frame rows shifted": (_shift_frame_rows, r"frame rows do not tile"),
     "pickle in frames": (_pickled_frames, r"frames\.npy: unreadable \((Object arrays cannot be loaded|Array can't be memory-mapped: Python obj)"),
 }  # fmt: skip
 
@@ -375,6 +397,16 @@ def test_check_quick_compares_sizes_only(template: Path, tmp_path: Path) -> None
 def test_check_on_a_folder_that_is_not_an_index(tmp_path: Path) -> None:
     result = _invoke("check", str(tmp_path))
     assert result.exit_code == 1 and "not a vadindex index" in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"[]", b"\xff\xfe not text"])
+def test_unreadable_manifest_is_one_line(template: Path, tmp_path: Path, content: bytes) -> None:
+    ix = _copy(template, tmp_path)
+    (ix / MANIFEST).write_bytes(content)
+    for command in ("info", "check"):
+        result = _invoke(command, str(ix))
+        assert result.exit_code == 1 and "manifest" in result.stderr, result.stderr
+        assert isinstance(result.exception, SystemExit), result.exception  # not an uncaught error
 
 
 def test_info_shows_manifest_and_counts(template: Path) -> None:

@@ -158,6 +158,11 @@ def test_bad_config_and_grid(tmp_path: Path) -> None:
     bad.write_text("smooth: 1.5\n")
     with pytest.raises(InputError, match="whole number"):
         load_detect_config(bad)
+    bad.write_text("video_agg: max\nvideo_threshold: high\n")
+    with pytest.raises(InputError, match="video_threshold must be a float"):
+        load_detect_config(bad)
+    bad.write_text("video_threshold: 0.3\n")
+    assert load_detect_config(bad) == {"video_threshold": 0.3}
     bad.write_text("rule: [nope]\n")
     with pytest.raises(InputError, match="unknown rule"):
         load_grid(bad)

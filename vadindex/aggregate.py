@@ -16,10 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vadindex.config import DEFAULT_VIDEO_AGG, DEFAULT_VIDEO_RATIO, DEFAULT_VIDEO_TOP_K
+from vadindex.config import DEFAULT_VIDEO_AGG, DEFAULT_VIDEO_RATIO, DEFAULT_VIDEO_TOP_K, VIDEO_AGGS
 from vadindex.errors import InputError
-
-VIDEO_AGGS = ("ratio", "max", "topk-mean")
 
 
 def aggregate_videos(
@@ -98,6 +96,20 @@ def video_scores(
     raise InputError(f"unknown video aggregation {method!r}; choose one of {', '.join(VIDEO_AGGS)}")
 
 
+def check_video_options(
+    video_agg: str, video_ratio: float, video_top_k: int, video_threshold: float | None = None
+) -> None:
+    """Raise :class:`InputError` for bad video aggregation options."""
+    if video_agg not in VIDEO_AGGS:
+        raise InputError(f"unknown video aggregation {video_agg!r}; choose one of {', '.join(VIDEO_AGGS)}")
+    if not 0.0 < video_ratio <= 1.0:
+        raise InputError(f"--video-ratio must be in (0, 1], got {video_ratio}")
+    if video_top_k < 1:
+        raise InputError(f"--video-top-k must be at least 1, got {video_top_k}")
+    if video_threshold is not None and not np.isfinite(video_threshold):
+        raise InputError(f"--video-threshold must be a number, got {video_threshold}")
+
+
 def decide_videos(
     vscores: np.ndarray, method: str, video_ratio: float, video_threshold: float, strict: bool = False
 ) -> np.ndarray:
@@ -125,15 +137,12 @@ def aggregate_segments(
         One row per video in order of first appearance: ``video_id``, ``n_segments``,
         ``n_anomalous``, ``ratio``, ``max_score``, ``score`` (``s_v``), ``anomalous``.
     """
-    if method not in VIDEO_AGGS:
-        raise InputError(f"unknown video aggregation {method!r}; choose one of {', '.join(VIDEO_AGGS)}")
-    if not 0.0 < video_ratio <= 1.0:
-        raise InputError(f"--video-ratio must be in (0, 1], got {video_ratio}")
+    check_video_options(method, video_ratio, top_k, video_threshold)
     codes, uniques = pd.factorize(pd.Series(np.asarray(video_ids, dtype=object)), sort=False)
     n = len(uniques)
     anomalous = np.asarray(anomalous, dtype=bool)
     counts = np.bincount(codes, minlength=n)
-    n_anom = np.bincount(codes, anomalous.astype(np.int64), minlength=n)
+    n_anom = np.bincount(codes, anomalous, minlength=n).astype(np.int64)  # weighted bincount is float
     vs = video_scores(codes, n, scores, anomalous, method, top_k)
     return pd.DataFrame(
         {

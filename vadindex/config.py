@@ -27,8 +27,16 @@ DEFAULT_PRECISION = "auto"
 DEFAULT_INDEX_TYPE = "auto"
 #: Videos per commit during a build: a crash loses at most this many videos' work.
 DEFAULT_COMMIT_EVERY = 16
+#: A decoder that produces no batch for this many seconds is abandoned (a file that hangs FFmpeg).
+DEFAULT_STALL_TIMEOUT = 120.0
 
 DEFAULT_TOP_K_RESULTS = 10
+
+#: Segment rules, calibrations and video aggregations (see vadindex.scoring and vadindex.aggregate);
+#: here, not there, so the CLI offers them without importing numpy.
+RULES = ("threshold", "topk", "balanced", "frame-vote")
+CALIBRATIONS = ("none", "zscore", "percentile")
+VIDEO_AGGS = ("ratio", "max", "topk-mean")
 
 DEFAULT_RULE = "threshold"
 DEFAULT_SEGMENT_THRESHOLD = 0.5

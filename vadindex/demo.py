@@ -18,9 +18,6 @@ from vadindex.errors import InputError
 log = logging.getLogger("vadindex")
 
 DEMO_MODEL = "vadindex-tiny"
-#: A segment counts as anomalous ground truth when at least this fraction of its frames is inside an
-#: annotated event span.
-SEGMENT_TRUTH_FRACTION = 0.5
 QUERY_K = 5
 
 
@@ -48,7 +45,9 @@ class DemoResult:
 
 
 def segment_truth(segments: pd.DataFrame, spans: dict[str, tuple[tuple[int, int], ...]]) -> np.ndarray:
-    """Ground truth per segment: at least half of its frames lie in an annotated span of its video.
+    """Ground truth per segment: some of its frames lie in an annotated span of its video.
+
+    This is the definition ``detect --annotations`` uses for segment-level metrics.
 
     Args:
         segments: rows with ``video``, ``start_frame``, ``end_frame`` (end exclusive).
@@ -59,9 +58,7 @@ def segment_truth(segments: pd.DataFrame, spans: dict[str, tuple[tuple[int, int]
     """
     truth = np.zeros(len(segments), dtype=bool)
     for i, (video, f0, f1) in enumerate(segments[["video", "start_frame", "end_frame"]].itertuples(index=False)):
-        n = max(int(f1) - int(f0), 1)
-        inside = sum(max(0, min(int(f1), e) - max(int(f0), s)) for s, e in spans.get(video, ()))
-        truth[i] = inside / n >= SEGMENT_TRUTH_FRACTION
+        truth[i] = any(min(int(f1), e) > max(int(f0), s) for s, e in spans.get(video, ()))
     return truth
 
 
@@ -93,12 +90,11 @@ def run_demo(
     from vadindex.api import VideoIndex
     from vadindex.detect import write_outputs
     from vadindex.encoder import builtin_weights
-    from vadindex.metrics import binary_metrics
 
     if builtin_weights(DEMO_MODEL) is None:
         raise InputError(f"the built-in model {DEMO_MODEL} has no weights in this installation")
     seed = synth.DEMO_SEED if seed is None else seed
-    if synth.TRAIN_SEED_START <= seed:
+    if seed >= synth.TRAIN_SEED_START:
         log.warning("seed %d may overlap the training seeds (>= %d); results are not held-out",
                     seed, synth.TRAIN_SEED_START)  # fmt: skip
     root = Path(out).expanduser()
@@ -137,22 +133,27 @@ def run_demo(
     timings["query_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    result = index.detect(list(synth.DEMO_ANOMALY_PROMPTS), normal_prompts=list(synth.DEMO_NORMAL_PROMPTS))
+    result = index.detect(
+        list(synth.DEMO_ANOMALY_PROMPTS),
+        normal_prompts=list(synth.DEMO_NORMAL_PROMPTS),
+        annotations=scenes.annotations_path,
+    )
     write_outputs(result, root / "detect")
     timings["detect_s"] = time.perf_counter() - t
 
-    video_metrics = result.metrics or {}
-    seg_true = segment_truth(result.segments, spans)
-    seg_metrics = binary_metrics(seg_true, result.segments["anomalous"].to_numpy())
+    m = result.metrics or {}
+    seg = m.get("segment", {})
     metrics = {
-        "video_f1": video_metrics.get("f1", 0.0),
-        "video_precision": video_metrics.get("precision", 0.0),
-        "video_recall": video_metrics.get("recall", 0.0),
-        "video_confusion_matrix": video_metrics.get("confusion_matrix"),
-        "segment_f1": seg_metrics["f1"],
-        "segment_precision": seg_metrics["precision"],
-        "segment_recall": seg_metrics["recall"],
-        "segment_confusion_matrix": seg_metrics["confusion_matrix"],
+        "video_f1": m.get("f1", 0.0),
+        "video_precision": m.get("precision", 0.0),
+        "video_recall": m.get("recall", 0.0),
+        "video_confusion_matrix": m.get("confusion_matrix"),
+        "segment_f1": seg.get("f1", 0.0),
+        "segment_precision": seg.get("precision", 0.0),
+        "segment_recall": seg.get("recall", 0.0),
+        "segment_confusion_matrix": seg.get("confusion_matrix"),
+        "frame_auc": m.get("frame_auc"),
+        "frame_ap": m.get("frame_ap"),
         "precision_at_5": float(np.mean([q["precision_at_5"] for q in queries])),
         "seed": seed,
         "videos": len(scenes.videos),

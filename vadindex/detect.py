@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from vadindex.aggregate import VIDEO_AGGS, aggregate_segments
+from vadindex.aggregate import aggregate_segments, check_video_options
 from vadindex.config import (
     DEFAULT_CALIBRATE,
     DEFAULT_DEVICE,
@@ -32,7 +32,7 @@ from vadindex.metrics import binary_metrics, roc_auc, score_metrics
 from vadindex.prompts import PromptSet
 from vadindex.promptsets import ClassPromptSet, class_similarities, from_prompt_set, load_prompt_set
 from vadindex.scoring import RuleParams, RuleResult, apply_rule
-from vadindex.store import IndexSnapshot, write_text_atomic
+from vadindex.store import IndexSnapshot, open_index, write_text_atomic
 
 if TYPE_CHECKING:
     from vadindex.annotations import Annotation, GroundTruth
@@ -55,6 +55,8 @@ DETECT_DEFAULTS: dict[str, Any] = {
     "video_top_k": DEFAULT_VIDEO_TOP_K,
     "annotations": None,
 }
+#: Type of the options above whose default is ``None`` but whose value is a number.
+CONFIG_NUMBERS: dict[str, type] = {"video_threshold": float}
 #: Sections of a config file that ``detect`` ignores (``vadindex tune`` writes its report there).
 CONFIG_IGNORED = ("tuning",)
 
@@ -99,11 +101,9 @@ def similarity_matrix(snap: IndexSnapshot, text_vectors: np.ndarray, chunk: int 
     The stored float16 vectors are multiplied in float32 chunks, so memory stays bounded by the
     chunk and the result.
     """
-    t = np.asarray(text_vectors, dtype=np.float32)
-    out = np.empty((snap.manifest.n_segments, len(t)), dtype=np.float32)
-    for first, block in snap.iter_vectors(chunk):
-        out[first : first + len(block)] = np.asarray(block, dtype=np.float32) @ t.T
-    return out
+    from vadindex.cache import _multiply
+
+    return _multiply(snap, "segments", text_vectors, chunk)
 
 
 def detect(
@@ -167,7 +167,7 @@ def detect(
     spec = load_prompt_set(prompts, normal_prompts)
     params = RuleParams(rule, segment_threshold, top_k, calibrate, smooth, knn_k, knn_alpha, frame_votes)
     params.validate(len(spec.classes))
-    check_video_options(video_agg, video_ratio, video_top_k)
+    check_video_options(video_agg, video_ratio, video_top_k, video_threshold)
     truth_source = annotations
     if isinstance(annotations, (str, os.PathLike)):
         from vadindex.annotations import load_annotations
@@ -191,30 +191,7 @@ def open_snapshot(path: str | os.PathLike[str], retries: int = 3) -> IndexSnapsh
     Detection reads only the metadata, the cache and (on a cache miss) the vector parts, so it skips
     importing faiss, which would cost a noticeable part of an instant rescoring run.
     """
-    import time
-
-    from vadindex.errors import StoreError
-
-    for attempt in range(retries):
-        snap = IndexSnapshot(Path(path))
-        try:
-            _ = snap.videos
-            return snap
-        except StoreError:
-            if attempt == retries - 1:
-                raise
-            time.sleep(0.05)
-    raise AssertionError("unreachable")
-
-
-def check_video_options(video_agg: str, video_ratio: float, video_top_k: int) -> None:
-    """Raise :class:`InputError` for bad video aggregation options."""
-    if video_agg not in VIDEO_AGGS:
-        raise InputError(f"unknown video aggregation {video_agg!r}; choose one of {', '.join(VIDEO_AGGS)}")
-    if not 0.0 < video_ratio <= 1.0:
-        raise InputError(f"--video-ratio must be in (0, 1], got {video_ratio}")
-    if video_top_k < 1:
-        raise InputError(f"--video-top-k must be at least 1, got {video_top_k}")
+    return open_index(path, retries, with_faiss=False)
 
 
 def compute_class_similarities(
@@ -260,7 +237,7 @@ def compute_class_similarities(
         from vadindex.cache import _multiply
 
         text_vectors = np.asarray(get_encoder().encode_texts(texts), dtype=np.float32)
-        text_sims = similarity_matrix(snap, text_vectors)
+        text_sims = _multiply(snap, "segments", text_vectors)
         frame_text_sims = _multiply(snap, "frames", text_vectors) if frames else None
     weights = spec.text_weights()
     sims = class_similarities(text_sims, text_vectors, weights)
@@ -324,7 +301,7 @@ def decide_classes(
     annotations: list[Annotation] | None = None,
 ) -> DetectResult:
     """Apply rules, aggregation and metrics to precomputed class similarities (no model involved)."""
-    check_video_options(video_agg, video_ratio, video_top_k)
+    check_video_options(video_agg, video_ratio, video_top_k, video_threshold)
     is_anomaly = np.array(spec.is_anomaly)
     segs = snap.segments
     res = apply_params(snap, sims, is_anomaly, params, frame_sims, neighbours)
@@ -539,7 +516,7 @@ def load_detect_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             continue
         if name not in DETECT_DEFAULTS:
             raise InputError(f"{file}: unknown option {key!r}; known: {', '.join(sorted(DETECT_DEFAULTS))}")
-        default = DETECT_DEFAULTS[name]
+        default = DETECT_DEFAULTS[name] if name not in CONFIG_NUMBERS else CONFIG_NUMBERS[name]()
         if isinstance(default, bool) or default is None or value is None:
             out[name] = value
             continue

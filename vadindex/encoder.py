@@ -321,9 +321,37 @@ class OpenClipEncoder:
         with torch.inference_mode(), self._autocast():
             for i in range(0, len(texts), 256):
                 tokens = self.tokenizer(texts[i : i + 256]).to(self.device)
-                emb = self.model.encode_text(tokens).float()
+                emb = self._encode_tokens(tokens).float()
                 out.append(torch.nn.functional.normalize(emb, dim=-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+
+    def _encode_tokens(self, tokens: Any) -> Any:
+        """``model.encode_text``, skipping the padding after the last end-of-text token.
+
+        CLIP's text tower is causal and pools at the end-of-text token (the highest token id), so
+        positions after it never reach the output; cutting them turns 77 positions into the length
+        of the longest text (about 10 for a short prompt): the same embeddings, 5-8x less work.
+        Other text towers (Hugging Face, other pooling) run unchanged.
+        """
+        import torch
+        from open_clip.model import CLIP
+
+        m = self.model
+        if not (
+            isinstance(m, CLIP) and m.text_pool_type == "argmax" and getattr(m, "attn_mask", None) is not None
+        ):
+            return m.encode_text(tokens)
+        eot = tokens.argmax(dim=-1)
+        n = int(eot.max()) + 1
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(tokens[:, :n]).to(cast) + m.positional_embedding[:n].to(cast)
+        x = m.transformer(x, attn_mask=m.attn_mask[:n, :n])
+        x = m.ln_final(x)[torch.arange(len(x), device=x.device), eot]
+        if m.text_projection is None:
+            return x
+        return (
+            m.text_projection(x) if isinstance(m.text_projection, torch.nn.Linear) else x @ m.text_projection
+        )
 
 
 def load_encoder(

@@ -24,6 +24,7 @@ from vadindex.config import (
     DEFAULT_MODEL,
     DEFAULT_PRECISION,
     DEFAULT_SEGMENT_SECONDS,
+    DEFAULT_STALL_TIMEOUT,
     SamplingSettings,
 )
 from vadindex.decode import SampledVideo
@@ -35,8 +36,6 @@ from vadindex.store import LOCK, MANIFEST, PARTS, IndexWriter, PendingVideo, loc
 
 log = logging.getLogger("vadindex")
 
-#: A decoder that produces no batch for this long is abandoned (a file that hangs FFmpeg).
-DEFAULT_STALL_TIMEOUT = 120.0
 #: Seconds one video may take in all before it is abandoned; ``None``: no limit (hours-long videos
 #: are legitimate, and the stall timeout already catches a decoder that hangs).
 DEFAULT_VIDEO_TIMEOUT: float | None = None

@@ -104,6 +104,9 @@ class ClassPromptSet:
         normal = parse_prompts(normal_prompts, "--normal-prompts")
         anomaly = [c for c in self.classes if c.anomaly]
         clash = {c.name for c in anomaly} & set(normal)
+        # A normal prompt whose texts are an anomaly class's texts would count for both classes.
+        anomaly_texts = {t for c in anomaly for t in self.class_texts(c)}
+        clash |= {p for p in normal if anomaly_texts & set(self.class_texts(PromptClass(p, (p,), False)))}
         if clash:
             raise InputError(f"prompts are both anomaly and normal: {', '.join(sorted(clash))}")
         classes = (*anomaly, *(PromptClass(p, (p,), False) for p in normal))

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vadindex.config import (
+    CALIBRATIONS,
     DEFAULT_CALIBRATE,
     DEFAULT_FRAME_VOTES,
     DEFAULT_KNN_ALPHA,
@@ -52,11 +53,9 @@ from vadindex.config import (
     DEFAULT_RULE,
     DEFAULT_SEGMENT_THRESHOLD,
     DEFAULT_SMOOTH,
+    RULES,
 )
 from vadindex.errors import InputError
-
-RULES = ("threshold", "topk", "balanced", "frame-vote")
-CALIBRATIONS = ("none", "zscore", "percentile")
 
 
 @dataclass(frozen=True)
@@ -172,16 +171,23 @@ def calibrate_similarities(sims: np.ndarray, method: str) -> np.ndarray:
 
 
 def class_scores(
-    sims: np.ndarray, is_anomaly: np.ndarray, logit_scale: float, calibrate: str
+    sims: np.ndarray,
+    is_anomaly: np.ndarray,
+    logit_scale: float,
+    calibrate: str,
+    values: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-row anomaly score and the calibrated best anomaly and best normal values.
+
+    Args:
+        values: ``calibrate_similarities(sims, calibrate)`` when the caller has it already.
 
     Returns:
         ``(a, best_A, best_N)``: ``a`` is the softmax mass on anomaly classes without calibration and
         ``max_{c in A}`` of the calibrated values otherwise.
     """
     is_anomaly = np.asarray(is_anomaly, dtype=bool)
-    values = calibrate_similarities(sims, calibrate)
+    values = calibrate_similarities(sims, calibrate) if values is None else values
     best_a = values[:, is_anomaly].max(axis=1) if len(values) else np.zeros(0)
     best_n = values[:, ~is_anomaly].max(axis=1) if len(values) else np.zeros(0)
     if calibrate == "none":
@@ -264,6 +270,9 @@ class RuleResult:
     best_anomaly_class: np.ndarray  # argmax over anomaly classes: which anomaly class fired
     best_anomaly: np.ndarray  # max_{c in A} S[i, c], raw cosine
     best_normal: np.ndarray  # max_{c in N} S[i, c], raw cosine
+    #: What the rule compares with zero besides the score (after kNN and smoothing): the balanced
+    #: rule's ``max_A - max_N``, the topk rule's vote share minus one half.
+    margin: np.ndarray | None = None
 
 
 def apply_rule(
@@ -303,7 +312,7 @@ def apply_rule(
     params.validate(sims.shape[1])
     n = len(sims)
     values = calibrate_similarities(sims, params.calibrate)
-    score, best_a, best_n = class_scores(sims, is_anomaly, logit_scale, params.calibrate)
+    score, best_a, best_n = class_scores(sims, is_anomaly, logit_scale, params.calibrate, values)
     # The quantity each rule compares with zero besides the score: the balanced rule's margin, or
     # the topk rule's vote share above one half.
     margin = best_a - best_n
@@ -344,4 +353,5 @@ def apply_rule(
         best_anomaly_class=anomaly_cols[values[:, is_anomaly].argmax(axis=1)] if n else np.zeros(0, np.int64),
         best_anomaly=sims[:, is_anomaly].max(axis=1) if n else np.zeros(0, np.float32),
         best_normal=sims[:, ~is_anomaly].max(axis=1) if n else np.zeros(0, np.float32),
+        margin=np.asarray(margin, dtype=np.float64),
     )

@@ -124,6 +124,8 @@ class IndexManifest:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise StoreError(f"{where}: manifest is not valid JSON ({exc.msg})") from None
+        if not isinstance(data, dict):
+            raise StoreError(f"{where}: manifest is not a JSON object; not a vadindex index")
         version = data.get("format_version")
         if not isinstance(version, int):
             raise StoreError(f"{where}: manifest has no format_version; not a vadindex index")
@@ -254,7 +256,12 @@ def read_manifest(path: Path) -> IndexManifest:
     manifest = path / MANIFEST
     if not manifest.exists():
         raise StoreError(f"{path}: not a vadindex index (no {MANIFEST}); build one with `vadindex build`")
-    return IndexManifest.from_json(manifest.read_text(encoding="utf-8"), path)
+    try:
+        text = manifest.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StoreError(f"{manifest}: cannot read the manifest ({reason})") from None
+    return IndexManifest.from_json(text, path)
 
 
 class IndexSnapshot:
@@ -359,19 +366,20 @@ class IndexSnapshot:
         return self._faiss
 
 
-def open_index(path: str | os.PathLike[str], retries: int = 3) -> IndexSnapshot:
+def open_index(path: str | os.PathLike[str], retries: int = 3, with_faiss: bool = True) -> IndexSnapshot:
     """Open the latest committed generation of an index for reading.
 
     A writer may commit while we read; a file that vanished under us means a newer manifest, so
     the read is retried. The video table and the (memory-mapped) FAISS file are opened here, so the
     snapshot stays whole when the writer later deletes its generation's files; parts are never
-    deleted.
+    deleted. ``with_faiss=False`` skips the FAISS file (and importing faiss), for readers such as
+    detection that use only the metadata and the vector parts.
     """
     for attempt in range(retries):
         snap = IndexSnapshot(Path(path))
         try:
             _ = snap.videos
-            if snap.manifest.faiss_file:
+            if with_faiss and snap.manifest.faiss_file:
                 snap.faiss_index()
             return snap
         except StoreError:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -212,8 +212,8 @@ def build_candidates(
         if cfg["rule"] == "topk":  # decided by votes alone: one set of segment decisions
             seg_decisions = [(params.segment_threshold, res.anomalous)]
         else:
-            # The margin test of "balanced" does not depend on the threshold: find it once.
-            margin_ok = _balanced_margin(data, params) if cfg["rule"] == "balanced" else True
+            # The margin test of "balanced" does not depend on the threshold.
+            margin_ok = res.margin > 0 if cfg["rule"] == "balanced" else True
             seg_decisions = [(float(t), (score >= t) & margin_ok) for t in _thresholds(score, n_thr)]
         for agg in grid["video_agg"]:
             if agg == "ratio":
@@ -237,17 +237,6 @@ def build_candidates(
                         cands.decisions.append(decide_videos(vs, agg, 0.1, float(t)))
                         cands.vscores.append(vs)
     return cands, seg_scores, configs
-
-
-def _balanced_margin(data: TuneData, params: RuleParams) -> np.ndarray:
-    """``margin > 0`` of the balanced rule: its decisions at a threshold that every score passes."""
-    lowest = -1e300 if params.calibrate == "zscore" else 0.0
-    res = apply_rule(
-        data.sims, data.is_anomaly, data.logit_scale, replace(params, segment_threshold=lowest),
-        video_ids=data.video_codes, position=data.position, frame_sims=data.frame_sims,
-        frame_row=data.frame_row, n_frames=data.n_frames, neighbours=data.neighbours,
-    )  # fmt: skip
-    return res.anomalous
 
 
 def _f1(pred: np.ndarray, y: np.ndarray) -> np.ndarray:

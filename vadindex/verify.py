@@ -292,6 +292,16 @@ def _check_rows(
         bool((first >= 0).all() and (first + count <= m.n_frames).all()),
         f"segments: frame rows outside the {m.n_frames} stored frames",
     )
+    # Each commit stores exactly the sampled frames of its segments, in row order, so the segments'
+    # frame ranges tile the frame table; a gap or an overlap means a row points at other frames.
+    found.expect(
+        bool(
+            first[0] == 0
+            and (first[1:] == first[:-1] + count[:-1]).all()
+            and first[-1] + count[-1] == m.n_frames
+        ),
+        "segments: frame rows do not tile the stored frames in row order (misaligned frame_row)",
+    )
     found.expect(
         bool((segments["end"] > segments["start"]).all()), "segments: a segment ends before it starts"
     )

@@ -34,7 +34,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 
 def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Report :class:`VadindexError` as one line on stderr, without a traceback."""
+    """Report :class:`VadindexError` and ``OSError`` as one line on stderr, without a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -45,6 +45,11 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except VadindexError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(EXIT_USAGE if isinstance(exc, InputError) else EXIT_ERROR)
+        except OSError as exc:  # an output path that cannot be written, a full disk, a permission
+            log.debug("traceback", exc_info=True)
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"Error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             click.echo("Interrupted; committed work is kept.", err=True)
             sys.exit(130)
@@ -97,7 +102,7 @@ def cli(verbose: int, quiet: bool) -> None:
 @click.option("--segment-seconds", default=None, type=float, help=f"Segment length in seconds. [default: {C.DEFAULT_SEGMENT_SECONDS:g}, or the index's]")
 @click.option("--commit-every", default=C.DEFAULT_COMMIT_EVERY, show_default=True, type=int, help="Videos per commit; a crash loses at most these.")
 @click.option("--video-timeout", default=None, type=float, help="Abandon a video (reported as failed) that takes longer than this many seconds in all. [default: no limit]")
-@click.option("--stall-timeout", default=120.0, show_default=True, type=float, help="Abandon a video whose decoder produces nothing for this many seconds.")
+@click.option("--stall-timeout", default=C.DEFAULT_STALL_TIMEOUT, show_default=True, type=float, help="Abandon a video whose decoder produces nothing for this many seconds.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar. [default: on a terminal]")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16"]), default=C.DEFAULT_PRECISION, show_default=True, help="Encoder arithmetic: auto = fp16 on CUDA, fp32 on CPU; int8 (CPU, faster, cosine ~0.999 to fp32); fp16 (CUDA).")
 @click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default=None, help="FAISS index: flat (exact), ivf or hnsw (approximate, for large indexes), auto (flat below 200,000 segments, then ivf). [default: the index's, else auto]")
@@ -188,7 +193,6 @@ def query(text: str | None, index: str, k: int, video: str | None, image: str | 
     _print_table(results.drop(columns=["video_id"]) if fmt == "table" else results, fmt)
 
 
-_RULES = ("threshold", "topk", "balanced", "frame-vote")
 _PROMPTS_HELP = "Anomaly prompts: a built-in set (ucf-crime, xd-violence, general), a .yaml set, ';'-separated text or a file with one per line."
 
 
@@ -209,15 +213,15 @@ def _explicit(ctx: click.Context, name: str) -> bool:
 @click.option("--prompts", "-p", default=None, help=_PROMPTS_HELP + " Required unless --config sets it.")
 @_normal_prompts_option
 @click.option("--config", "config_file", type=click.Path(path_type=str), default=None, help="YAML settings (as `vadindex tune` writes); options given here override it.")
-@click.option("--rule", type=click.Choice(_RULES), default=C.DEFAULT_RULE, show_default=True, help="Segment rule (see --help text).")
+@click.option("--rule", type=click.Choice(C.RULES), default=C.DEFAULT_RULE, show_default=True, help="Segment rule (see --help text).")
 @click.option("--segment-threshold", default=C.DEFAULT_SEGMENT_THRESHOLD, show_default=True, type=float, help="Threshold on the segment score.")
 @click.option("--top-k", default=C.DEFAULT_PROMPT_TOP_K, show_default=True, type=int, help="Classes that vote in the topk rule.")
-@click.option("--calibrate", type=click.Choice(["none", "zscore", "percentile"]), default=C.DEFAULT_CALIBRATE, show_default=True, help="Calibrate each class against its similarities over the whole index.")
+@click.option("--calibrate", type=click.Choice(C.CALIBRATIONS), default=C.DEFAULT_CALIBRATE, show_default=True, help="Calibrate each class against its similarities over the whole index.")
 @click.option("--smooth", default=C.DEFAULT_SMOOTH, show_default=True, type=int, help="Average each score with this many neighbouring segments each side (same video).")
 @click.option("--knn-k", default=C.DEFAULT_KNN_K, show_default=True, type=int, help="Blend each score with its K nearest segments in the index (0: off).")
 @click.option("--knn-alpha", default=C.DEFAULT_KNN_ALPHA, show_default=True, type=float, help="Weight of the neighbours' mean score.")
 @click.option("--frame-votes", default=C.DEFAULT_FRAME_VOTES, show_default=True, type=int, help="frame-vote rule: frames of a segment that must pass the threshold.")
-@click.option("--video-agg", type=click.Choice(["ratio", "max", "topk-mean"]), default=C.DEFAULT_VIDEO_AGG, show_default=True, help="Video score: ratio of anomalous segments, max segment score, or mean of the top segment scores.")
+@click.option("--video-agg", type=click.Choice(C.VIDEO_AGGS), default=C.DEFAULT_VIDEO_AGG, show_default=True, help="Video score: ratio of anomalous segments, max segment score, or mean of the top segment scores.")
 @click.option("--video-ratio", default=C.DEFAULT_VIDEO_RATIO, show_default=True, type=float, help="ratio: a video is anomalous when at least this fraction of its segments is.")
 @click.option("--video-threshold", default=None, type=float, help="max/topk-mean: threshold on the video score. [default: --segment-threshold]")
 @click.option("--video-top-k", default=C.DEFAULT_VIDEO_TOP_K, show_default=True, type=int, help="topk-mean: segments averaged.")
