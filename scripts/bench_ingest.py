@@ -43,10 +43,14 @@ def pick_videos(folder: Path, limit: int | None) -> list[Path]:
     from vadindex.sources import collect_sources
 
     videos, _ = collect_sources([folder], None)
-    paths = sorted(v.path for v in videos)
-    if limit and limit < len(paths):
-        paths = [paths[round(i * (len(paths) - 1) / max(limit - 1, 1))] for i in range(limit)]
-    return paths
+    return spread(sorted(v.path for v in videos), limit)
+
+
+def spread(paths: list[Path], limit: int | None) -> list[Path]:
+    """``limit`` items spread evenly over ``paths`` (all of them when ``limit`` is not smaller)."""
+    if not limit or limit >= len(paths):
+        return paths
+    return [paths[round(i * (len(paths) - 1) / max(limit - 1, 1))] for i in range(limit)]
 
 
 def run_pipeline(paths: list[Path], encoder, batch_size: int, workdir: Path) -> tuple[int, float]:  # type: ignore[no-untyped-def]
@@ -70,13 +74,12 @@ def decode_all(paths: list[Path], fps: float, size: int, batch_size: int) -> np.
     return np.concatenate(frames)
 
 
-def run_encoder(encoder, frames: np.ndarray, batch_size: int) -> float:  # type: ignore[no-untyped-def]
-    """Frames per second of ``encode_images`` on full batches of already-decoded frames."""
+def run_encoder(encoder, frames: np.ndarray, batch_size: int) -> tuple[float, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Frames per second of ``encode_images`` on full batches of already-decoded frames, and the embeddings."""
     encoder.encode_images(frames[: min(batch_size, len(frames))])  # warm-up (allocator, oneDNN kernels)
     t = time.perf_counter()
-    for i in range(0, len(frames), batch_size):
-        encoder.encode_images(frames[i : i + batch_size])
-    return len(frames) / (time.perf_counter() - t)
+    out = [encoder.encode_images(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)]
+    return len(frames) / (time.perf_counter() - t), np.concatenate(out)
 
 
 def run_naive(paths: list[Path], encoder, fps: float) -> tuple[int, float]:  # type: ignore[no-untyped-def]
@@ -115,7 +118,9 @@ def run_naive(paths: list[Path], encoder, fps: float) -> tuple[int, float]:  # t
     return n, time.perf_counter() - t
 
 
-def run_onnxruntime(encoder, frames: np.ndarray, batch_size: int, workdir: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def run_onnxruntime(
+    encoder, frames: np.ndarray, reference: np.ndarray, batch_size: int, workdir: Path
+) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """ONNX Runtime (fp32, and int8 by its dynamic quantisation) on the image tower: frames/s and
     the lowest cosine to the PyTorch fp32 embeddings. Needs ``pip install onnxruntime onnx``."""
     import warnings
@@ -141,9 +146,6 @@ def run_onnxruntime(encoder, frames: np.ndarray, batch_size: int, workdir: Path)
         x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255.0)
         return ((x - encoder._mean) / encoder._std).numpy()
 
-    reference = np.concatenate(
-        [encoder.encode_images(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)]
-    )
     out: dict[str, float] = {}
     for name, file in (("fp32", fp32_file), ("int8", int8_file)):
         session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
@@ -207,7 +209,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     batch_size = args.batch_size or DEFAULT_BATCH_SIZE
     paths = pick_videos(args.videos, args.limit)
-    naive_paths = paths[: args.naive_limit] if args.naive_limit else paths
+    naive_paths = spread(paths, args.naive_limit) if args.naive_limit else paths
     load_before = load_average()
     t = time.perf_counter()
     encoder = load_encoder(args.model, args.pretrained, args.device, args.precision)
@@ -226,31 +228,26 @@ def main() -> None:
     print(
         f"decode only (sampled, resized): {len(frames)} frames in {decode_s:.1f} s = {len(frames) / decode_s:.1f} frames/s"
     )
-    encoder_fps = run_encoder(encoder, frames, batch_size)
+    encoder_fps, embeddings = run_encoder(encoder, frames, batch_size)
     print(f"encoder: {encoder_fps:.2f} frames/s on pre-decoded batches of {batch_size}")
     extra: dict[str, object] = {}
     if args.int8_agreement:
         other = "int8" if encoder.precision == "fp32" else "fp32"
         alt = load_encoder(args.model, args.pretrained, "cpu", other)
-        a = np.concatenate(
-            [encoder.encode_images(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)]
-        )
-        b = np.concatenate(
-            [alt.encode_images(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)]
-        )
-        cosine = (a * b).sum(axis=1)
+        alt_fps, alt_embeddings = run_encoder(alt, frames, batch_size)
+        cosine = (embeddings * alt_embeddings).sum(axis=1)
         extra["int8_fp32_cosine"] = {
             "min": round(float(cosine.min()), 5),
             "mean": round(float(cosine.mean()), 5),
         }
-        extra[f"{other}_encoder_fps"] = round(run_encoder(alt, frames, batch_size), 3)
+        extra[f"{other}_encoder_fps"] = round(alt_fps, 3)
         print(
             f"int8 vs fp32 cosine: {extra['int8_fp32_cosine']}; {other} encoder {extra[f'{other}_encoder_fps']} frames/s"
         )
         del alt
     if args.onnxruntime:
         with tempfile.TemporaryDirectory(prefix="bench_onnx_") as tmp:
-            extra |= run_onnxruntime(encoder, frames, batch_size, Path(tmp))
+            extra |= run_onnxruntime(encoder, frames, embeddings, batch_size, Path(tmp))
         print(f"onnxruntime: {extra}")
     del frames
 

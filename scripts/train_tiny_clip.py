@@ -12,6 +12,7 @@ and the open-set prompt wordings in ``vadindex.synth`` (``DEMO_*``), none of whi
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -22,6 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+# Threads that wait at a barrier sleep instead of spinning: on a shared 2-core machine spinning threads
+# burn the time the other thread (or another process) needs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -37,8 +42,13 @@ DEFAULT_WORK = REPO / "out" / "tiny_clip"
 EOT_ID = 49407
 SOT_ID = 49406
 
-#: Share of each class in a training batch (the rest of the mass is spread evenly over the events).
-NORMAL_SHARE = 0.3
+#: Share of normal frames in a training batch (the rest is spread evenly over the event classes).
+NORMAL_SHARE = 0.4
+
+
+def generator_tag() -> str:
+    """Short hash of the scene generator's source, so cached scenes and frames follow its changes."""
+    return hashlib.sha1(Path(synth.__file__).read_bytes()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -123,7 +133,9 @@ def load_frame_set(
     return FrameSet(np.stack(imgs), np.array(classes), np.array(scenes), np.array(vids), np.array(fnums))
 
 
-def ensure_scene_set(root: Path, seed: int, n_normal: int, n_anomaly: int, workers: int) -> synth.SceneSet:
+def ensure_scene_set(
+    root: Path, seed: int, n_normal: int, n_anomaly: int, workers: int, fps: int = synth.DEFAULT_FPS
+) -> synth.SceneSet:
     """Generate a scene set unless an identical one is already on disk.
 
     Args:
@@ -132,6 +144,7 @@ def ensure_scene_set(root: Path, seed: int, n_normal: int, n_anomaly: int, worke
         n_normal: Normal videos.
         n_anomaly: Anomalous videos.
         workers: Rendering processes.
+        fps: Frame rate of the videos.
 
     Returns:
         The scene set.
@@ -144,6 +157,7 @@ def ensure_scene_set(root: Path, seed: int, n_normal: int, n_anomaly: int, worke
             d["seed"] == seed
             and sum(v["cls"] == synth.NORMAL_CLASS for v in vids) == n_normal
             and len(vids) == n_normal + n_anomaly
+            and all(v["fps"] == fps for v in vids)
             and all((root / v["path"]).exists() for v in vids)
         ):
             infos = tuple(
@@ -153,14 +167,16 @@ def ensure_scene_set(root: Path, seed: int, n_normal: int, n_anomaly: int, worke
             return synth.SceneSet(
                 root, root / synth.MANIFEST_NAME, root / synth.ANNOTATIONS_NAME, meta, seed, infos
             )
-    return synth.generate_scenes(root, seed=seed, n_normal=n_normal, n_anomaly=n_anomaly, workers=workers)
+    return synth.generate_scenes(
+        root, seed=seed, n_normal=n_normal, n_anomaly=n_anomaly, workers=workers, fps=fps
+    )
 
 
 def load_training_frames(args: argparse.Namespace, image_size: int) -> FrameSet:
     """Generate (or reuse) the training scene sets and return their preprocessed frames."""
     cache = args.work_dir / (
         f"train_{args.train_seed_start}_{args.n_train_sets}_{args.n_normal}_{args.n_anomaly}"
-        f"_{args.every}_{image_size}.npz"
+        f"_{args.train_fps}_{args.every}_{image_size}_{generator_tag()}.npz"
     )
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
@@ -170,7 +186,12 @@ def load_training_frames(args: argparse.Namespace, image_size: int) -> FrameSet:
     for k in range(args.n_train_sets):
         seed = args.train_seed_start + k
         s = ensure_scene_set(
-            args.work_dir / f"scenes_{seed}", seed, args.n_normal, args.n_anomaly, args.workers
+            args.work_dir / f"scenes_{seed}_{args.train_fps}fps_{generator_tag()}",
+            seed,
+            args.n_normal,
+            args.n_anomaly,
+            args.workers,
+            fps=args.train_fps,
         )
         parts.append(load_frame_set(s, image_size, every=args.every))
         log.info(
@@ -234,6 +255,42 @@ def to_batch(images: np.ndarray, mean, std):
     import torch
 
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    s = torch.tensor(std).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def augment_batch(images: np.ndarray, rng: np.random.Generator, mean, std, crop_prob: float = 0.7):
+    """Random flip, zoom-in crop and colour jitter of uint8 frames; returns a normalised float batch.
+
+    The scenes place events anywhere in the centre crop, at several sizes and lightings already; the
+    augmentation stops the model from memorising the exact pixels of the few hundred training events.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n, size = len(images), images.shape[1]
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
+    flip = torch.from_numpy(rng.random(n) < 0.5)
+    x[flip] = x[flip].flip(-1)
+    out = []
+    for i in range(n):
+        xi = x[i : i + 1]
+        if rng.random() < crop_prob:
+            c = int(size * rng.uniform(0.8, 1.0))
+            y0, x0 = int(rng.integers(0, size - c + 1)), int(rng.integers(0, size - c + 1))
+            xi = F.interpolate(
+                xi[:, :, y0 : y0 + c, x0 : x0 + c], size=(size, size), mode="bilinear", antialias=True
+            )
+        out.append(xi)
+    x = torch.cat(out)
+    gain = torch.from_numpy(
+        rng.uniform(0.75, 1.25, size=(n, 1, 1, 1)) * rng.uniform(0.9, 1.1, size=(n, 3, 1, 1))
+    )
+    contrast = torch.from_numpy(rng.uniform(0.8, 1.2, size=(n, 1, 1, 1)))
+    mu = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = ((x - mu) * contrast.float() + mu) * gain.float()
+    x = x.clamp_(0, 1)
     m = torch.tensor(mean).view(1, 3, 1, 1)
     s = torch.tensor(std).view(1, 3, 1, 1)
     return (x - m) / s
@@ -312,6 +369,7 @@ class EvalResult:
     frame_class_acc: float
     precision_at_5: dict[str, float]
     mean_precision_at_5: float
+    prompt_text_check: dict[str, str]  # demo text -> nearest training-caption class (text side only)
     logit_scale: float
     n_videos: int
     n_segments: int
@@ -357,6 +415,26 @@ def encode_texts(model, tokenizer, texts: list[str]) -> np.ndarray:
 
     with torch.no_grad():
         return torch.nn.functional.normalize(model.encode_text(tokenizer(texts)), dim=-1).numpy()
+
+
+def check_prompts(model, tokenizer) -> dict[str, str]:
+    """Map every demo prompt and query to the class whose training captions it is closest to (text only).
+
+    Returns:
+        ``{text: class}``; a sound text tower maps anomaly prompts to event classes, normal prompts to
+        ``Normal`` and each query to its own class.
+    """
+    names = [synth.NORMAL_CLASS, *synth.EVENT_CLASSES]
+    protos = []
+    for c in names:
+        e = encode_texts(
+            model, tokenizer, [t.format(w) for t in synth.TRAIN_TEMPLATES for w in synth.TRAIN_WORDINGS[c]]
+        )
+        m = e.mean(0)
+        protos.append(m / np.linalg.norm(m))
+    texts = [*synth.DEMO_ANOMALY_PROMPTS, *synth.DEMO_NORMAL_PROMPTS, *synth.DEMO_QUERIES]
+    sims = encode_texts(model, tokenizer, texts) @ np.stack(protos).T
+    return {t: names[int(i)] for t, i in zip(texts, sims.argmax(1), strict=True)}
 
 
 def evaluate(
@@ -430,6 +508,7 @@ def evaluate(
         top = np.argsort(-(seg_emb @ qe))[:5]
         p5[q] = float(np.mean(seg_cls[top] == c))
     return EvalResult(
+        prompt_text_check=check_prompts(model, tokenizer),
         video_f1=f1_score(vy, vmax >= threshold)[2],
         video_f1_top2=f1_score(vy, vtop2 >= threshold)[2],
         segment_f1=sf,
@@ -480,14 +559,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS, help="weights file (.safetensors)")
     p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK, help="cache of generated scenes and frames")
     p.add_argument("--train-seed-start", type=int, default=synth.TRAIN_SEED_START)
-    p.add_argument("--n-train-sets", type=int, default=12)
-    p.add_argument("--n-normal", type=int, default=6, help="normal videos per training set")
-    p.add_argument("--n-anomaly", type=int, default=14, help="anomalous videos per training set")
+    p.add_argument("--n-train-sets", type=int, default=32)
+    p.add_argument("--n-normal", type=int, default=4, help="normal videos per training set")
+    p.add_argument("--n-anomaly", type=int, default=16, help="anomalous videos per training set")
+    p.add_argument("--train-fps", type=int, default=5, help="frame rate of the training videos")
     p.add_argument("--every", type=int, default=2, help="keep every n-th frame of training videos")
-    p.add_argument("--steps", type=int, default=800)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=60)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--crop-prob", type=float, default=0.5, help="chance of a random zoom-in crop")
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--insert-prob", type=float, default=0.3, help="chance of inserting random filler tokens")
     p.add_argument("--seed", type=int, default=0)
@@ -521,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = open_clip.get_tokenizer(args.config.stem)
 
     eval_set = ensure_scene_set(
-        args.work_dir / f"eval_{args.eval_seed}",
+        args.work_dir / f"eval_{args.eval_seed}_{generator_tag()}",
         args.eval_seed,
         args.eval_n_normal,
         args.eval_n_anomaly,
@@ -609,10 +690,7 @@ def main(argv: list[str] | None = None) -> int:
         for g in [*opt.param_groups, *opt_emb.param_groups]:
             g["lr"] = lr
         idx = rng.choice(len(probs), size=args.batch_size, p=probs)
-        imgs = fs.images[idx]
-        flip = rng.random(len(idx)) < 0.5
-        imgs = np.where(flip[:, None, None, None], imgs[:, :, ::-1], imgs)
-        x = to_batch(np.ascontiguousarray(imgs), mean, std)
+        x = augment_batch(fs.images[idx], rng, mean, std, crop_prob=args.crop_prob)
         toks = captions.batch(fs.classes[idx], fs.scenes[idx])
         img = torch.nn.functional.normalize(model.encode_image(x), dim=-1)
         txt = torch.nn.functional.normalize(encode_text_short(model, toks), dim=-1)

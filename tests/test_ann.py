@@ -112,7 +112,7 @@ def test_index_type_rules() -> None:
     with pytest.raises(InputError, match="index-type"):
         ann.resolve_kind("pq", 10)
     assert ann.nlist_for(100) == 0  # too few vectors for IVF cells: searched exactly
-    assert ann.nlist_for(1_000_000) == 1024
+    assert ann.nlist_for(1_000_000) == 4096
 
 
 def test_auto_switches_to_ivf_and_keeps_row_ids(

@@ -163,7 +163,7 @@ DEMO_QUERIES: dict[str, str] = {
     "smoke and flames": "Fire",
     "two men fighting each other": "Fighting",
     "someone lying motionless on the floor": "Falling",
-    "a car smashed into another car": "CarCrash",
+    "a crash between two vehicles": "CarCrash",
     "a crowd fleeing in panic": "Stampede",
 }
 
@@ -366,7 +366,7 @@ def _build_street(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray,
         near_y=float(h),
         far_scale=0.62,
         near_scale=1.12,
-        person_h0=0.21 * h,
+        person_h0=0.26 * h,
         lanes=lanes,
         floor=None,
         event_box=(0.32 * w, 0.68 * w, r0 + 0.55 * (r1 - r0), h - 0.03 * h),
@@ -479,7 +479,7 @@ def _build_carpark(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray
     bot_row = (h - int(0.17 * h), h)
     x_off = int(rng.integers(0, bay_w))
     layout_probe = _Layout(
-        "carpark", w, h, hz + 4.0, float(hz), float(h), 0.66, 1.1, 0.21 * h, (), None, (0, 0, 0, 0)
+        "carpark", w, h, hz + 4.0, float(hz), float(h), 0.66, 1.1, 0.26 * h, (), None, (0, 0, 0, 0)
     )
     for ya, yb in (top_row, bot_row):
         cv2.line(img, (0, ya if ya > hz else yb), (w, ya if ya > hz else yb), line_col, 1)
@@ -491,7 +491,7 @@ def _build_carpark(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray
         gy = yb - 3 if ya > hz else ya + int(0.17 * h)
         for xx in range(x_off - bay_w, w + bay_w, bay_w):
             if rng.random() < occupancy:
-                length = 2.0 * layout_probe.person_height(gy) * rng.uniform(0.9, 1.1)
+                length = 1.8 * layout_probe.person_height(gy) * rng.uniform(0.9, 1.1)
                 length = min(length, bay_w * 1.7)
                 _draw_car(
                     img, xx + bay_w / 2 + 3, gy, length, int(rng.choice([-1, 1])), 0.0, _car_colors(rng)
@@ -507,7 +507,7 @@ def _build_carpark(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray
         near_y=float(h),
         far_scale=0.66,
         near_scale=1.1,
-        person_h0=0.21 * h,
+        person_h0=0.26 * h,
         lanes=lanes,
         floor=None,
         event_box=(0.32 * w, 0.68 * w, aisle0 + 0.5 * (aisle1 - aisle0), min(h - 4.0, aisle1 + 0.08 * h)),
@@ -596,7 +596,7 @@ def _build_corridor(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarra
         near_y=float(h),
         far_scale=0.45,
         near_scale=1.25,
-        person_h0=0.21 * h,
+        person_h0=0.26 * h,
         lanes=(),
         floor=(vx, bw, bb, 0.0),
         event_box=(0.36 * w, 0.64 * w, bb + 0.55 * (h - bb), h - 0.04 * h),
@@ -698,7 +698,7 @@ def _draw_person(
 
     limb_t = max(1, int(round(0.075 * h)))
     torso_t = max(2, int(round(0.17 * h)))
-    hip, neck, sh = (0.0, 0.49), (0.0, 0.80), (0.0, 0.77)
+    hip, sh = (0.0, 0.49), (0.0, 0.77)  # in units of the person's height, feet at (0, 0)
     dark_p = tuple(int(c * 0.75) for c in pants)
     dark_s = tuple(int(c * 0.75) for c in shirt)
     # legs
@@ -734,8 +734,8 @@ def _draw_person(
             a = (0.5 + 0.3 * math.sin(phase)) if side == 1 else 0.1
             el = seg(sh, a, 0.17)
             hd = seg(el, a + (1.2 if side == 1 else 0.2), 0.15)
-        elif arm == ARM_LIE:
-            a = 0.4 + side * 0.4
+        elif arm == ARM_LIE:  # arms flung out
+            a = 1.2 + side * 0.9
             el = seg(sh, a, 0.17)
             hd = seg(el, a, 0.16)
         else:  # idle
@@ -759,7 +759,6 @@ def _draw_person(
     cv2.circle(img, P(0.0, 0.89), int(round(hr * 4)), skin, -1, cv2.LINE_AA, shift=2)
     cv2.circle(img, P(-0.015, 0.92), int(round(hr * 0.85 * 4)), hair, -1, cv2.LINE_AA, shift=2)
     cv2.circle(img, P(0.02, 0.885), int(round(hr * 0.8 * 4)), skin, -1, cv2.LINE_AA, shift=2)
-    del neck
 
 
 def _shadow(img: np.ndarray, x: float, y: float, half_w: float) -> None:
@@ -886,7 +885,7 @@ def _add_traffic_car(cars: list[_Car], layout: _Layout, rng: np.random.Generator
         return
     lane_y, d = layout.lanes[int(rng.integers(len(layout.lanes)))]
     c = _Car(n, rng)
-    length = 2.1 * layout.person_height(lane_y) * rng.uniform(0.9, 1.1)
+    length = 1.85 * layout.person_height(lane_y) * rng.uniform(0.9, 1.1)
     speed = float(rng.uniform(50, 120)) / fps
     f0 = int(rng.integers(-n // 3, n - 2))
     x = -length if d > 0 else layout.width + length
@@ -1096,7 +1095,7 @@ def _plan_fight(
             p.arm[f] = ARM_FIGHT
             p.punch[f] = max(0.0, wave)
             p.punch_side[f] = 1 if (int(2 * f_punch * t + ph0 / math.pi) % 2 == 0) else -1
-            p.angle[f] = 12.0 * max(0.0, wave) - 8.0 * max(0.0, -wave) + float(rng.normal(0, 2))
+            p.angle[f] = 20.0 * max(0.0, wave) - 12.0 * max(0.0, -wave) + float(rng.normal(0, 3))
             p.stride[f] = 0.32
             p.phase[f] = math.pi / 2 + 0.3 * math.sin(3 * t + k)
             p.kick[f] = max(0.0, math.sin(2 * math.pi * 0.7 * t + 2 * ph0) - 0.75) * 4 if k == 0 else 0.0
@@ -1153,7 +1152,7 @@ def _plan_crash(
 ) -> None:
     lane_y, d = layout.lanes[int(rng.integers(len(layout.lanes)))]
     px = float(rng.uniform(0.4, 0.6) * layout.width)
-    length = 2.1 * layout.person_height(lane_y) * rng.uniform(0.9, 1.1)
+    length = 1.85 * layout.person_height(lane_y) * rng.uniform(0.9, 1.1)
     s0, s1 = span
     a, b = _Car(n, rng), _Car(n, rng)
     # car B comes in at an angle (swerving across or pulling out) and meets A front to front/side
@@ -1292,7 +1291,8 @@ class _Plan:
     emissive: list  # objects with draw_emissive(img, f)
     gain: np.ndarray  # per-channel multiplier
     offset: float
-    noise: np.ndarray  # bank of noise frames, int16
+    noise_pos: np.ndarray  # bank of camera-noise frames, split into positive and negative uint8 parts
+    noise_neg: np.ndarray
     noise_idx: np.ndarray
     flicker: np.ndarray
     blur: bool
@@ -1407,7 +1407,7 @@ def _plan_video(
         tint = tint * np.array([0.85, 0.95, 1.15])
     gain = (base * tint).astype(np.float32)
     sigma = float(rng.uniform(1.5, 7.0))
-    noise = rng.normal(0, sigma, size=(4, h, w, 3)).astype(np.float32)
+    noise = np.round(rng.normal(0, sigma, size=(4, h, w, 3)))
     noise_idx = rng.integers(0, 4, size=n)
     flicker = (1.0 + rng.normal(0, 0.012, size=n)).astype(np.float32)
     info = VideoInfo(
@@ -1433,7 +1433,8 @@ def _plan_video(
         emissive=emissive,
         gain=gain,
         offset=float(rng.uniform(-8, 8)),
-        noise=noise,
+        noise_pos=np.clip(noise, 0, 255).astype(np.uint8),
+        noise_neg=np.clip(-noise, 0, 255).astype(np.uint8),
         noise_idx=noise_idx,
         flicker=flicker,
         blur=bool(rng.random() < 0.5),
@@ -1478,18 +1479,15 @@ def render_frames(plan: _Plan) -> Iterator[np.ndarray]:
             if isinstance(a, _Person) and a.vis[f]:
                 _shadow(img, float(a.x[f]), float(a.y[f]), 0.22 * float(a.h[f]))
             a.draw(img, f)
-        frame = img.astype(np.float32)
-        frame *= plan.gain * plan.flicker[f]
-        frame += plan.offset
-        np.clip(frame, 0, 255, out=frame)
-        img = frame.astype(np.uint8)
+        g = plan.gain * plan.flicker[f]
+        img = cv2.multiply(img, (float(g[0]), float(g[1]), float(g[2]), 0.0))
+        img = cv2.add(img, (plan.offset, plan.offset, plan.offset, 0.0))
         for e in plan.emissive:
             e.draw_emissive(img, f)
         if plan.blur:
             img = cv2.GaussianBlur(img, (3, 3), 0.7)
-        frame = img.astype(np.float32) + plan.noise[plan.noise_idx[f]]
-        np.clip(frame, 0, 255, out=frame)
-        img = frame.astype(np.uint8)
+        k = plan.noise_idx[f]
+        img = cv2.subtract(cv2.add(img, plan.noise_pos[k]), plan.noise_neg[k])
         if plan.timestamp:
             sec = f // info.fps
             text = f"2024-03-{(info.index % 27) + 1:02d} 1{info.index % 10}:{(sec // 60) % 60:02d}:{sec % 60:02d}"
