@@ -15,6 +15,7 @@ The last line printed is one JSON object with the figures.
     python scripts/bench_ingest.py                       # all clips in ../shared/data/videos
     python scripts/bench_ingest.py --limit 6 --naive-limit 3
     python scripts/bench_ingest.py --precision int8
+    python scripts/bench_ingest.py --backend onnxruntime      # needs pip install onnxruntime onnx
 """
 
 from __future__ import annotations
@@ -188,6 +189,7 @@ def main() -> None:
     ap.add_argument("--pretrained", default="random")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "int8", "fp16", "auto"])
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
     ap.add_argument("--batch-size", type=int, default=None, help="[default: vadindex's DEFAULT_BATCH_SIZE]")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads [default: torch's]")
     ap.add_argument("--skip-naive", action="store_true")
@@ -212,7 +214,7 @@ def main() -> None:
     naive_paths = spread(paths, args.naive_limit) if args.naive_limit else paths
     load_before = load_average()
     t = time.perf_counter()
-    encoder = load_encoder(args.model, args.pretrained, args.device, args.precision)
+    encoder = load_encoder(args.model, args.pretrained, args.device, args.precision, args.backend)
     load_s = time.perf_counter() - t
     print(f"{len(paths)} videos, {args.model} ({args.pretrained}, {encoder.precision}), batch {batch_size}, "
           f"torch threads {torch.get_num_threads()}, model load {load_s:.1f} s, load avg {load_before:.2f}")  # fmt: skip
@@ -270,6 +272,7 @@ def main() -> None:
         "frames": frames_done,
         "model": args.model,
         "precision": encoder.precision,
+        "backend": encoder.backend,
         "batch_size": batch_size,
         "torch_threads": torch.get_num_threads(),
         "pipeline_fps": round(pipeline_fps, 3),

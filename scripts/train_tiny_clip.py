@@ -12,7 +12,6 @@ and the open-set prompt wordings in ``vadindex.synth`` (``DEMO_*``), none of whi
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -47,8 +46,8 @@ NORMAL_SHARE = 0.4
 
 
 def generator_tag() -> str:
-    """Short hash of the scene generator's source, so cached scenes and frames follow its changes."""
-    return hashlib.sha1(Path(synth.__file__).read_bytes()).hexdigest()[:8]
+    """Tag of the scene generator's version, so cached scenes and frames follow its changes."""
+    return f"v{synth.GENERATOR_VERSION}"
 
 
 @dataclass(frozen=True)
@@ -285,7 +284,7 @@ def augment_batch(images: np.ndarray, rng: np.random.Generator, mean, std, crop_
         out.append(xi)
     x = torch.cat(out)
     gain = torch.from_numpy(
-        rng.uniform(0.75, 1.25, size=(n, 1, 1, 1)) * rng.uniform(0.9, 1.1, size=(n, 3, 1, 1))
+        rng.uniform(0.55, 1.3, size=(n, 1, 1, 1)) * rng.uniform(0.9, 1.1, size=(n, 3, 1, 1))
     )
     contrast = torch.from_numpy(rng.uniform(0.8, 1.2, size=(n, 1, 1, 1)))
     mu = x.mean(dim=(1, 2, 3), keepdim=True)

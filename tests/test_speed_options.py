@@ -58,3 +58,24 @@ def test_int8_index_answers_fp32_queries(encoder, int8_encoder, small_clips: Pat
     q = encoder.encode_texts(["people fighting"])[0]
     ra, rb = search_vector(a, q, k=5), search_vector(b, q, k=5)
     assert np.allclose(ra["score"], rb["score"], atol=0.02)
+
+
+def test_onnxruntime_backend_gives_the_same_embeddings(encoder, small_clips: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    onnx_encoder = load_encoder("vadindex-test", "random", "cpu", "fp32", "onnxruntime")
+    frames = np.concatenate(
+        list(SampledVideo(small_clips / "fight" / "fi001.mp4", 4.0, encoder.image_size, 64).batches())
+    )
+    assert ((encoder.encode_images(frames) * onnx_encoder.encode_images(frames)).sum(axis=1)).min() > 0.99999
+    assert onnx_encoder.identity.same_as(encoder.identity)
+
+
+def test_backend_choices() -> None:
+    from vadindex.encoder import check_backend
+
+    assert check_backend("onnxruntime", "cpu", "fp32") == "onnxruntime"
+    with pytest.raises(InputError, match="backend"):
+        check_backend("onnxruntime", "cpu", "int8")
+    with pytest.raises(InputError, match="backend"):
+        check_backend("tensorrt", "cpu", "fp32")

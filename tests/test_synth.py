@@ -73,6 +73,7 @@ def test_annotations_match_manifest_and_leave_normal_stretches(scene_set: synth.
 def test_scenes_json_matches(scene_set: synth.SceneSet) -> None:
     meta = json.loads(scene_set.scenes_json_path.read_text())
     assert meta["seed"] == scene_set.seed
+    assert meta["generator_version"] == synth.GENERATOR_VERSION
     assert [v["name"] for v in meta["videos"]] == [v.name for v in scene_set.videos]
     assert [tuple(map(tuple, v["spans"])) for v in meta["videos"]] == [v.spans for v in scene_set.videos]
 

@@ -22,6 +22,8 @@ DEFAULT_BATCH_SIZE = 64
 #: Encoder arithmetic: ``auto`` is fp16 autocast on CUDA and fp32 elsewhere; ``int8`` (CPU) quantises
 #: the image tower's linear layers dynamically, ``fp16`` needs CUDA. See BENCHMARKS.md.
 DEFAULT_PRECISION = "auto"
+#: Image-tower runtime: ``torch``, or ``onnxruntime`` (CPU fp32, ~1.7x faster, an optional install).
+DEFAULT_BACKEND = "torch"
 #: FAISS index type: ``auto`` searches exactly (float16 scan) below 200,000 segments and with an
 #: IVF index above; ``flat``, ``ivf`` or ``hnsw`` force one (see :mod:`vadindex.ann`).
 DEFAULT_INDEX_TYPE = "auto"

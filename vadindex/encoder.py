@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from vadindex.config import DEFAULT_PRECISION, DEFAULT_PRETRAINED
+from vadindex.config import DEFAULT_BACKEND, DEFAULT_PRECISION, DEFAULT_PRETRAINED
 from vadindex.errors import InputError, ModelError
 
 log = logging.getLogger("vadindex")
@@ -27,6 +27,9 @@ BUILTIN = "builtin"
 _RANDOM_SEED = 0
 #: ``--precision`` values; see :func:`resolve_precision`.
 PRECISIONS = ("auto", "fp32", "int8", "fp16")
+#: ``--backend`` values for the image tower: PyTorch, or ONNX Runtime (CPU, fp32; ``pip install
+#: onnxruntime onnx``, the ``onnx`` extra). Text is always encoded by PyTorch.
+BACKENDS = ("torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -252,11 +255,84 @@ def quantize_image_tower(model: Any) -> Any:
     return model
 
 
+def check_backend(backend: str, device: str, precision: str) -> str:
+    """Return ``backend`` or raise :class:`InputError` for a combination that cannot run."""
+    if backend not in BACKENDS:
+        raise InputError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "onnxruntime" and (device != "cpu" or precision != "fp32"):
+        raise InputError(
+            f"--backend onnxruntime runs the image tower in fp32 on the CPU, not {precision} on {device}; "
+            "use --backend torch for int8 or a GPU"
+        )
+    return backend
+
+
+class OnnxImageTower:
+    """An image tower exported to ONNX (once, cached on disk) and run by ONNX Runtime on the CPU.
+
+    ONNX Runtime fuses attention, layer norms and GELU and keeps its own thread pool; on two CPU
+    cores it encodes ViT-B-32 frames about 1.7x faster than PyTorch with the same embeddings
+    (cosine to PyTorch's above 0.99999; see BENCHMARKS.md). The file is keyed by the model identity
+    and the torch and open_clip versions, under ``$XDG_CACHE_HOME/vadindex/onnx``.
+    """
+
+    def __init__(self, visual: Any, image_size: int, identity: ModelIdentity) -> None:
+        import torch
+
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ModelError(
+                "--backend onnxruntime needs ONNX Runtime: pip install onnxruntime onnx (or vadindex[onnx])"
+            ) from None
+        import open_clip
+
+        key = hashlib.sha256(
+            repr((identity, image_size, torch.__version__, open_clip.__version__)).encode()
+        ).hexdigest()[:16]
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "vadindex" / "onnx"
+        self.path = cache / f"{identity.model}-{key}.onnx"
+        if not self.path.is_file():
+            self._export(visual, image_size)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+
+    def _export(self, visual: Any, image_size: int) -> None:
+        import warnings
+
+        import torch
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        log.info("exporting the image tower to %s (once)", self.path)
+        try:
+            # Not under no_grad: there nn.MultiheadAttention takes a fused fast path ONNX cannot express.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer and deprecation notices
+                torch.onnx.export(
+                    visual, (torch.zeros(2, 3, image_size, image_size),), str(tmp),
+                    input_names=["pixels"], output_names=["embedding"],
+                    dynamic_axes={"pixels": {0: "n"}, "embedding": {0: "n"}}, opset_version=17, dynamo=False,
+                )  # fmt: skip
+            os.replace(tmp, self.path)
+        except Exception as exc:  # noqa: BLE001 - exporters raise many types
+            raise ModelError(f"cannot export the image tower to ONNX: {str(exc).splitlines()[0]}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        """``(n, 3, S, S)`` normalised float32 pixels to ``(n, dim)`` unnormalised embeddings."""
+        return self.session.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.float32)})[0]
+
+
 class OpenClipEncoder:
     """An open_clip CLIP model as an :class:`Encoder`.
 
     Images are normalised with the model's own mean and std in one batched step on the device,
-    then encoded under ``torch.inference_mode`` (with fp16 autocast when ``precision`` is ``fp16``).
+    then encoded under ``torch.inference_mode`` (with fp16 autocast when ``precision`` is ``fp16``),
+    or by ONNX Runtime with ``backend="onnxruntime"``.
     """
 
     def __init__(
@@ -266,6 +342,7 @@ class OpenClipEncoder:
         identity: ModelIdentity,
         device: str,
         precision: str = DEFAULT_PRECISION,
+        backend: str = DEFAULT_BACKEND,
     ) -> None:
         import open_clip
         import torch
@@ -275,6 +352,7 @@ class OpenClipEncoder:
         self.identity = identity
         self.device = device
         self.precision = resolve_precision(precision, device)
+        self.backend = check_backend(backend, device, self.precision)
         pp = open_clip.get_model_preprocess_cfg(model)
         size = pp.get("size", getattr(model.visual, "image_size", 224))
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
@@ -286,6 +364,9 @@ class OpenClipEncoder:
             self.logit_scale = float(model.logit_scale.exp().item())
             probe = self.encode_texts(["a"])
         self.dim = int(probe.shape[1])
+        self._onnx = (
+            OnnxImageTower(model.visual, self.image_size, identity) if backend == "onnxruntime" else None
+        )
 
     def _autocast(self) -> Any:
         import contextlib
@@ -309,7 +390,10 @@ class OpenClipEncoder:
             x = torch.from_numpy(pixels).to(self.device, non_blocking=True)
             x = x.permute(0, 3, 1, 2).float().div_(255.0)
             x = (x - self._mean) / self._std
-            emb = self.model.encode_image(x).float()
+            if self._onnx is not None:
+                emb = torch.from_numpy(self._onnx(x.numpy()))
+            else:
+                emb = self.model.encode_image(x).float()
             emb = torch.nn.functional.normalize(emb, dim=-1)
         return emb.cpu().numpy()
 
@@ -355,7 +439,11 @@ class OpenClipEncoder:
 
 
 def load_encoder(
-    model: str, pretrained: str | None = None, device: str = "auto", precision: str = DEFAULT_PRECISION
+    model: str,
+    pretrained: str | None = None,
+    device: str = "auto",
+    precision: str = DEFAULT_PRECISION,
+    backend: str = DEFAULT_BACKEND,
 ) -> OpenClipEncoder:
     """Build an open_clip model with its weights and wrap it as an :class:`Encoder`.
 
@@ -366,6 +454,7 @@ def load_encoder(
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         precision: ``auto`` (fp16 on CUDA, else fp32), ``fp32``, ``int8`` (CPU) or ``fp16`` (CUDA).
             The model identity does not change with precision: text is encoded in fp32 either way.
+        backend: ``torch``, or ``onnxruntime`` for the image tower (CPU, fp32).
 
     Returns:
         The encoder, in eval mode on ``device``.
@@ -381,6 +470,7 @@ def load_encoder(
     pretrained = pretrained or default_pretrained(model)
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
+    check_backend(backend, device, precision)
     path, identity = resolve_weights(model, pretrained)
     if identity.pretrained == RANDOM:
         log.warning(
@@ -415,4 +505,4 @@ def load_encoder(
     if precision == "int8":
         quantize_image_tower(clip)
     tokenizer = open_clip.get_tokenizer(model)
-    return OpenClipEncoder(clip, tokenizer, identity, device, precision)
+    return OpenClipEncoder(clip, tokenizer, identity, device, precision, backend)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from vadindex.config import (
+    DEFAULT_BACKEND,
     DEFAULT_BATCH_SIZE,
     DEFAULT_COMMIT_EVERY,
     DEFAULT_DEVICE,
@@ -299,6 +300,7 @@ def build_index(
     on_failure: Callable[[str, str], None] | None = None,
     precision: str = DEFAULT_PRECISION,
     index_type: str | None = None,
+    backend: str = DEFAULT_BACKEND,
 ) -> BuildSummary:
     """Index videos: decode, sample, encode and store every segment; skip videos already indexed.
 
@@ -323,6 +325,7 @@ def build_index(
         encoder: an already-loaded encoder (overrides ``model``/``pretrained``/``device``).
         on_failure: called with ``(path, reason)`` for each video that fails.
         precision: encoder arithmetic, ``auto``, ``fp32``, ``int8`` (CPU) or ``fp16`` (CUDA).
+        backend: image-tower runtime, ``torch`` or ``onnxruntime`` (CPU fp32, optional install).
         index_type: FAISS index type (``auto``, ``flat``, ``ivf``, ``hnsw``); default the index's, else ``auto``.
 
     Returns:
@@ -369,7 +372,7 @@ def build_index(
         if encoder is None:
             from vadindex.encoder import load_encoder
 
-            encoder = load_encoder(model or DEFAULT_MODEL, pretrained, device, precision)
+            encoder = load_encoder(model or DEFAULT_MODEL, pretrained, device, precision, backend)
         writer = IndexWriter(
             index_path,
             encoder.identity,

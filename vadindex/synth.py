@@ -27,6 +27,8 @@ DEFAULT_FPS = 10
 DEFAULT_SIZE = (320, 240)  # width, height
 DEFAULT_DURATION = (8.0, 14.0)  # seconds, for normal videos; anomalous ones are planned around events
 MAX_DURATION = 15.0
+#: Version of the rendering; bump it whenever a change alters the pixels or the ground truth of a seed.
+GENERATOR_VERSION = 2
 #: Seed of the held-out scene set used by ``vadindex demo`` and the model's evaluation; never trained on.
 DEMO_SEED = 7
 #: Training scene sets use seeds ``TRAIN_SEED_START, TRAIN_SEED_START + 1, ...``.
@@ -146,7 +148,7 @@ DEMO_ANOMALY_PROMPTS: tuple[str, ...] = (
     "a building on fire with smoke rising",
     "flames and smoke seen on a security camera",
     "two men in a violent brawl",
-    "a man punching another man",
+    "a fistfight between two people",
     "a person collapsed on the ground",
     "somebody fell and is lying on the floor",
     "a serious collision between two cars",
@@ -157,6 +159,8 @@ DEMO_NORMAL_PROMPTS: tuple[str, ...] = (
     "people walking normally",
     "ordinary traffic and pedestrians",
     "a calm and quiet scene on a security camera",
+    "people going about their day",
+    "an ordinary street with nothing happening",
 )
 #: Demo text queries and the event class each should retrieve (open-set wordings).
 DEMO_QUERIES: dict[str, str] = {
@@ -1677,6 +1681,7 @@ def _write_tables(s: SceneSet) -> None:
     atomic(s.annotations_path, "".join(format_annotation(v) + "\n" for v in s.videos))
     meta = {
         "format": "vadindex-synth/1",
+        "generator_version": GENERATOR_VERSION,
         "seed": s.seed,
         "frame_spans": "0-based, start inclusive, end exclusive",
         "videos": [

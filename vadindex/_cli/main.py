@@ -106,12 +106,13 @@ def cli(verbose: int, quiet: bool) -> None:
 @click.option("--progress/--no-progress", default=None, help="Progress bar. [default: on a terminal]")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16"]), default=C.DEFAULT_PRECISION, show_default=True, help="Encoder arithmetic: auto = fp16 on CUDA, fp32 on CPU; int8 (CPU, faster, cosine ~0.999 to fp32); fp16 (CUDA).")
 @click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default=None, help="FAISS index: flat (exact), ivf or hnsw (approximate, for large indexes), auto (flat below 200,000 segments, then ivf). [default: the index's, else auto]")
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default=C.DEFAULT_BACKEND, show_default=True, help="Image-tower runtime; onnxruntime (CPU, fp32, same embeddings, ~1.7x faster) needs `pip install onnxruntime onnx`.")
 @_format_option(("text", "json"))
 @_friendly_errors
 def build(sources: tuple[str, ...], index: str, manifest: str | None, model: str | None, pretrained: str | None,
           device: str, batch_size: int, fps: float | None, segment_seconds: float | None, commit_every: int,
           video_timeout: float | None, stall_timeout: float, progress: bool | None, precision: str,
-          index_type: str | None, fmt: str) -> None:  # fmt: skip
+          index_type: str | None, backend: str, fmt: str) -> None:  # fmt: skip
     """Index videos: decode, sample, encode with CLIP and store every segment.
 
     SOURCES are video files and folders (searched recursively). Videos already in the index are
@@ -136,7 +137,7 @@ def build(sources: tuple[str, ...], index: str, manifest: str | None, model: str
         list(sources), index, manifest=manifest, model=model, pretrained=pretrained, device=device,
         batch_size=batch_size, fps=fps, segment_seconds=segment_seconds, commit_every=commit_every,
         video_timeout=video_timeout, stall_timeout=stall_timeout, progress=show, precision=precision,
-        index_type=index_type,
+        index_type=index_type, backend=backend,
     )  # fmt: skip
     if fmt == "json":
         click.echo(json.dumps(summary.to_dict(), indent=2))
