@@ -68,11 +68,12 @@ def run_pipeline(paths: list[Path], encoder, batch_size: int, workdir: Path) -> 
     return summary.frames_encoded, summary.seconds
 
 
-def decode_all(paths: list[Path], fps: float, size: int, batch_size: int) -> np.ndarray:
+def decode_all(paths: list[Path], fps: float, size: int, batch_size: int) -> tuple[np.ndarray, list[int]]:
+    """All sampled frames, and the sizes of the per-video batches the build feeds the encoder."""
     from vadindex.decode import SampledVideo
 
-    frames = [b for p in paths for b in SampledVideo(p, fps, size, batch_size).batches()]
-    return np.concatenate(frames)
+    batches = [b for p in paths for b in SampledVideo(p, fps, size, batch_size).batches()]
+    return np.concatenate(batches), [len(b) for b in batches]
 
 
 def run_encoder(encoder, frames: np.ndarray, batch_size: int) -> tuple[float, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -194,6 +195,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads [default: torch's]")
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument(
+        "--video-batches", action="store_true", help="Also time the encoder on the build's per-video batches."
+    )
+    ap.add_argument(
         "--onnxruntime", action="store_true", help="Also time ONNX Runtime fp32/int8 on the same frames."
     )
     ap.add_argument(
@@ -220,7 +224,7 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}, model load {load_s:.1f} s, load avg {load_before:.2f}")  # fmt: skip
 
     t = time.perf_counter()
-    frames = decode_all(paths, DEFAULT_FPS, encoder.image_size, batch_size)
+    frames, video_batches = decode_all(paths, DEFAULT_FPS, encoder.image_size, batch_size)
     decode_s = time.perf_counter() - t
     decode_fps = len(frames) / decode_s
     print(
@@ -238,6 +242,17 @@ def main() -> None:
     encoder_fps = (encoder_before + encoder_after) / 2
     print(f"encoder (after): {encoder_after:.2f} frames/s; mean {encoder_fps:.2f}")
     extra: dict[str, object] = {}
+    if args.video_batches:
+        # The build encodes each video on its own, so short clips give small batches.
+        bounds = np.cumsum([0, *video_batches])
+        t = time.perf_counter()
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            encoder.encode_images(frames[a:b])
+        extra["encoder_fps_video_batches"] = round(len(frames) / (time.perf_counter() - t), 3)
+        extra["mean_video_batch"] = round(float(np.mean(video_batches)), 1)
+        print(
+            f"encoder on the build's per-video batches (mean {extra['mean_video_batch']}): {extra['encoder_fps_video_batches']} frames/s"
+        )
     if args.int8_agreement:
         other = "int8" if encoder.precision == "fp32" else "fp32"
         alt = load_encoder(args.model, args.pretrained, "cpu", other)

@@ -558,12 +558,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS, help="weights file (.safetensors)")
     p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK, help="cache of generated scenes and frames")
     p.add_argument("--train-seed-start", type=int, default=synth.TRAIN_SEED_START)
-    p.add_argument("--n-train-sets", type=int, default=32)
+    p.add_argument("--n-train-sets", type=int, default=64)
     p.add_argument("--n-normal", type=int, default=4, help="normal videos per training set")
     p.add_argument("--n-anomaly", type=int, default=16, help="anomalous videos per training set")
-    p.add_argument("--train-fps", type=int, default=5, help="frame rate of the training videos")
-    p.add_argument("--every", type=int, default=2, help="keep every n-th frame of training videos")
-    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument(
+        "--train-fps",
+        type=int,
+        default=2,
+        help="frame rate of the training videos (low: more videos per second)",
+    )
+    p.add_argument("--every", type=int, default=1, help="keep every n-th frame of training videos")
+    p.add_argument("--steps", type=int, default=1200)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=50)
