@@ -192,7 +192,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
     ap.add_argument("--batch-size", type=int, default=None, help="[default: vadindex's DEFAULT_BATCH_SIZE]")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads [default: torch's]")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads [default: torch's, one per core]")
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument(
         "--video-batches", action="store_true", help="Also time the encoder on the build's per-video batches."
@@ -218,7 +218,9 @@ def main() -> None:
     naive_paths = spread(paths, args.naive_limit) if args.naive_limit else paths
     load_before = load_average()
     t = time.perf_counter()
-    encoder = load_encoder(args.model, args.pretrained, args.device, args.precision, args.backend)
+    encoder = load_encoder(
+        args.model, args.pretrained, args.device, args.precision, args.backend, args.threads
+    )
     load_s = time.perf_counter() - t
     print(f"{len(paths)} videos, {args.model} ({args.pretrained}, {encoder.precision}), batch {batch_size}, "
           f"torch threads {torch.get_num_threads()}, model load {load_s:.1f} s, load avg {load_before:.2f}")  # fmt: skip

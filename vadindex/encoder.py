@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -267,6 +269,28 @@ def check_backend(backend: str, device: str, precision: str) -> str:
     return backend
 
 
+@contextlib.contextmanager
+def _one_cpu_thread(device: str) -> Iterator[None]:
+    """Run PyTorch CPU ops on one thread for the duration.
+
+    Text batches are small: their ops are short and each ends in an OpenMP barrier, which on a
+    machine whose other cores are busy waits a scheduler slice. Measured on 2 busy cores, 10
+    prompts took 124 ms on one thread and 1,636 ms on two; on idle cores one thread costs a few
+    tens of milliseconds at most.
+    """
+    import torch
+
+    if device != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class OnnxImageTower:
     """An image tower exported to ONNX (once, cached on disk) and run by ONNX Runtime on the CPU.
 
@@ -402,7 +426,7 @@ class OpenClipEncoder:
         import torch
 
         out = []
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self._autocast(), _one_cpu_thread(self.device):
             for i in range(0, len(texts), 256):
                 tokens = self.tokenizer(texts[i : i + 256]).to(self.device)
                 emb = self._encode_tokens(tokens).float()
@@ -444,6 +468,7 @@ def load_encoder(
     device: str = "auto",
     precision: str = DEFAULT_PRECISION,
     backend: str = DEFAULT_BACKEND,
+    threads: int | None = None,
 ) -> OpenClipEncoder:
     """Build an open_clip model with its weights and wrap it as an :class:`Encoder`.
 
@@ -455,6 +480,9 @@ def load_encoder(
         precision: ``auto`` (fp16 on CUDA, else fp32), ``fp32``, ``int8`` (CPU) or ``fp16`` (CUDA).
             The model identity does not change with precision: text is encoded in fp32 either way.
         backend: ``torch``, or ``onnxruntime`` for the image tower (CPU, fp32).
+        threads: CPU threads for PyTorch and ONNX Runtime, set process-wide with
+            ``torch.set_num_threads``; ``None`` keeps PyTorch's (one per core). On a machine whose
+            cores are busy with other work, 1 can be faster (BENCHMARKS.md).
 
     Returns:
         The encoder, in eval mode on ``device``.
@@ -502,6 +530,8 @@ def load_encoder(
                 f"cannot load checkpoint {path} into {model}: {str(exc).splitlines()[0]}"
             ) from None
     clip = clip.to(device)
+    if device == "cpu" and threads:
+        torch.set_num_threads(threads)
     if precision == "int8":
         quantize_image_tower(clip)
     tokenizer = open_clip.get_tokenizer(model)
