@@ -105,7 +105,10 @@ def test_kill_9_at_random_moments_then_rerun_completes(tmp_path: Path, encoder) 
                 pass
             time.sleep(rng.uniform(0.0, 0.4))
             if not finished():
-                os.kill(pid, signal.SIGKILL)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass  # it finished and was reaped between the check and the kill
             status = int(_read_line(out))
             if os.WIFSIGNALED(status):
                 killed += 1
