@@ -465,7 +465,7 @@ def evaluate(
     emb = encode_images(model, fs.images, mean, std)
     an = encode_texts(model, tokenizer, list(synth.DEMO_ANOMALY_PROMPTS))
     no = encode_texts(model, tokenizer, list(synth.DEMO_NORMAL_PROMPTS))
-    scale = float(model.logit_scale.exp())
+    scale = float(model.logit_scale.detach().exp())
     seg_emb, seg_y, seg_cls, seg_vid = [], [], [], []
     for vi, v in enumerate(scene_set.videos):
         lab = synth.frame_classes(v)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import math
@@ -28,7 +29,7 @@ DEFAULT_SIZE = (320, 240)  # width, height
 DEFAULT_DURATION = (8.0, 14.0)  # seconds, for normal videos; anomalous ones are planned around events
 MAX_DURATION = 15.0
 #: Version of the rendering; bump it whenever a change alters the pixels or the ground truth of a seed.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 #: Seed of the held-out scene set used by ``vadindex demo`` and the model's evaluation; never trained on.
 DEMO_SEED = 7
 #: Training scene sets use seeds ``TRAIN_SEED_START, TRAIN_SEED_START + 1, ...``.
@@ -1112,7 +1113,10 @@ def _plan_fight(
 def _plan_fall(
     rng: np.random.Generator, layout: _Layout, span: tuple[int, int], n: int, fps: int, people: list[_Person]
 ) -> None:
-    gy = float(rng.uniform(*layout.event_box[2:]))
+    ey0, ey1 = layout.event_box[2:]
+    gy = float(
+        rng.uniform(ey0, min(ey1, 0.9 * layout.height))
+    )  # keep the fallen body clear of the bottom edge
     gx = float(rng.uniform(*layout.event_box[:2]))
     h = layout.person_height(gy)
     p = _Person(n, rng)
@@ -1134,7 +1138,7 @@ def _plan_fall(
             a = max(0.0, (dur - t) / t_up)
         else:
             a = 1.0
-        p.x[f], p.y[f], p.h[f], p.vis[f] = gx, gy, h, True
+        p.x[f], p.y[f], p.h[f], p.vis[f] = gx, gy - a * 0.09 * h, h, True  # lying body rests on the floor
         p.facing[f] = side
         p.angle[f] = direction * (90.0 * a + (3.0 * math.sin(2.0 * t + twitch) if a == 1.0 else 0.0))
         p.arm[f] = ARM_LIE if a > 0.4 else ARM_IDLE
@@ -1405,7 +1409,7 @@ def _plan_video(
 
     # camera: lighting, noise, blur, timestamp
     night = rng.random() < 0.2
-    base = rng.uniform(0.35, 0.55) if night else rng.uniform(0.7, 1.15)
+    base = rng.uniform(0.45, 0.6) if night else rng.uniform(0.7, 1.15)
     tint = rng.uniform(0.88, 1.12, size=3)
     if night:
         tint = tint * np.array([0.85, 0.95, 1.15])
@@ -1499,6 +1503,27 @@ def render_frames(plan: _Plan) -> Iterator[np.ndarray]:
         yield img
 
 
+#: x264 instruction sets up to AVX2, which every CPU with AVX-512 also has.
+_X264_AVX2 = "MMX2,SSE,SSE2,SSE3,SSSE3,SSE4.1,SSE4.2,AVX,FMA3,BMI1,BMI2,AVX2,LZCNT"
+
+
+@functools.lru_cache(maxsize=1)
+def _x264_determinism() -> dict[str, str]:
+    """Extra x264 options that keep its output a function of its input on this CPU.
+
+    x264's AVX-512 code gave different bytes for identical frames from run to run (seen on an AMD
+    EPYC with AVX-512; up to AVX2 the output repeats exactly), so on CPUs that have AVX-512 it is
+    capped at AVX2. x264 trusts the list it is given, so the cap is set only where AVX-512 is known
+    to be present (which implies every set in the list).
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return {}
+    return {"x264-params": f"asm={_X264_AVX2}"} if "avx512f" in flags else {}
+
+
 def write_mp4(path: Path, frames: Iterator[np.ndarray], fps: int, crf: int = 23) -> int:
     """Encode RGB frames as H.264 (yuv420p) into an .mp4 file, single-threaded for determinism.
 
@@ -1525,7 +1550,7 @@ def write_mp4(path: Path, frames: Iterator[np.ndarray], fps: int, crf: int = 23)
                 stream.width, stream.height = frame.shape[1], frame.shape[0]
                 stream.pix_fmt = "yuv420p"
                 stream.codec_context.time_base = Fraction(1, fps)
-                stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+                stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1", **_x264_determinism()}
                 stream.thread_count = 1
             vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
             vf.pts = count
