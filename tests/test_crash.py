@@ -9,6 +9,7 @@ die mid-build: no ``finally``, no ``atexit``, half-written files left behind, it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -105,10 +106,9 @@ def test_kill_9_at_random_moments_then_rerun_completes(tmp_path: Path, encoder) 
                 pass
             time.sleep(rng.uniform(0.0, 0.4))
             if not finished():
-                try:
+                # It may finish, and be reaped, between the check and the kill.
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass  # it finished and was reaped between the check and the kill
             status = int(_read_line(out))
             if os.WIFSIGNALED(status):
                 killed += 1
