@@ -24,14 +24,16 @@ def test_model_ships_and_loads_offline(demo) -> None:  # type: ignore[no-untyped
     assert manifest["checkpoint_sha256"] == sha256_file(weights)
 
 
-def test_detection_and_search_beat_chance(demo) -> None:  # type: ignore[no-untyped-def]
+def test_detection_and_search_work_on_unseen_scenes(demo) -> None:  # type: ignore[no-untyped-def]
     m = demo.metrics
     # Chance: frame AUC 0.5; a query hit needs the right class *and* the event's time span, which
-    # about one segment in twenty of these scenes is, so chance precision@5 is about 0.05.
-    assert m["frame_auc"] >= 0.65
-    assert m["precision_at_5"] >= 0.3
-    assert m["segment_f1"] >= 0.35
-    assert m["video_recall"] >= 0.6
+    # about one segment in twenty of these scenes is, so chance precision@5 is about 0.05. The
+    # shipped model measured video F1 0.95, segment F1 0.82, precision@5 0.92 and frame AUC 0.97
+    # on this set; the bounds leave room for other CPUs' rounding, not for a model that fails.
+    assert m["frame_auc"] >= 0.9
+    assert m["precision_at_5"] >= 0.8
+    assert m["segment_f1"] >= 0.7
+    assert m["video_f1"] >= 0.85
     assert m["videos"] == 16 and m["segments"] > 100
 
 
