@@ -83,3 +83,28 @@ def test_identity_comparison() -> None:
     assert ModelIdentity("m", "file:a.pt", "abc").same_as(ModelIdentity("m", "file:b.pt", "abc"))
     assert default_pretrained("ViT-B-32") == "laion2b_s34b_b79k"
     assert default_pretrained("vadindex-test") == "random"
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_checkpoint_loads_exactly_without_random_init(encoder, tmp_path, suffix) -> None:  # type: ignore[no-untyped-def]
+    """Loading skips the random initialisation; every weight must still come from the file."""
+    import torch
+
+    # A checkpoint unlike the seeded random weights, so a weight left uninitialised would show.
+    state = {k: (v.float() * 0.5 + 0.01) for k, v in encoder.model.state_dict().items()}
+    path = tmp_path / f"ckpt{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save({"state_dict": state}, path)
+    loaded = load_encoder("vadindex-test", str(path), "cpu")
+    for name, value in loaded.model.state_dict().items():
+        assert torch.equal(value, state[name].to(value.dtype)), name
+    # Computed buffers (the causal attention mask) are built, not loaded, and must be intact.
+    assert torch.equal(loaded.model.attn_mask, encoder.model.attn_mask)
+    texts = ["a person running", "an empty street"]
+    reference = load_encoder("vadindex-test", "random", "cpu")
+    reference.model.load_state_dict(state)
+    assert np.allclose(loaded.encode_texts(texts), reference.encode_texts(texts), atol=1e-6)

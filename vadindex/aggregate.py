@@ -13,6 +13,8 @@ For a video ``v`` with segments ``i in v`` and segment scores ``a_i`` (``--video
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -118,6 +120,93 @@ def decide_videos(
     if method == "ratio":
         return s >= video_ratio - 1e-12
     return s > video_threshold if strict else s >= video_threshold
+
+
+@dataclass(frozen=True)
+class VideoAggregate:
+    """Per-video results of :func:`aggregate_codes`, one entry per video number."""
+
+    n_segments: np.ndarray  # int64
+    n_anomalous: np.ndarray  # int64
+    ratio: np.ndarray  # n_anomalous / n_segments (0 for a video without segments)
+    max_score: np.ndarray  # max_i a_i, NaN for a video without segments
+    score: np.ndarray  # s_v of the method
+    anomalous: np.ndarray  # video decisions
+    top_segment: np.ndarray  # row of the highest-scoring segment (first on ties), -1 if none
+
+
+def top_segments(codes: np.ndarray, n_videos: int, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and score of each video's highest-scoring segment (the first such row on ties).
+
+    Linear when ``codes`` is non-decreasing (an index stores each video's segments as one run of
+    rows); a stable sort otherwise.
+
+    Returns:
+        ``(rows, max_scores)``: ``-1`` and NaN for a video without segments.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    a = np.asarray(scores, dtype=np.float64)
+    rows = np.full(n_videos, -1, dtype=np.int64)
+    best = np.full(n_videos, np.nan)
+    if len(a) == 0:
+        return rows, best
+    if np.all(codes[1:] >= codes[:-1]):
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        vmax = np.maximum.reduceat(a, starts)
+        group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(a)]))
+        hits = np.flatnonzero(a == vmax[group])
+        first = hits[np.r_[True, group[hits][1:] != group[hits][:-1]]]
+        rows[codes[starts]] = first
+        best[codes[starts]] = vmax
+        return rows, best
+    order = np.lexsort((-a, codes))  # stable: among equal scores, the lower row comes first
+    lead = order[np.r_[True, codes[order][1:] != codes[order][:-1]]]
+    rows[codes[lead]] = lead
+    best[codes[lead]] = a[lead]
+    return rows, best
+
+
+def aggregate_codes(
+    codes: np.ndarray,
+    n_videos: int,
+    scores: np.ndarray,
+    anomalous: np.ndarray,
+    *,
+    method: str = DEFAULT_VIDEO_AGG,
+    video_ratio: float = DEFAULT_VIDEO_RATIO,
+    video_threshold: float = 0.5,
+    top_k: int = DEFAULT_VIDEO_TOP_K,
+    strict: bool = False,
+) -> VideoAggregate:
+    """Group segments by video number with any method of the module docstring (pure numpy).
+
+    Args:
+        codes: video number (``0 .. n_videos - 1``) of each segment.
+        n_videos: number of videos.
+        scores: segment scores ``a_i``.
+        anomalous: segment decisions.
+        method, video_ratio, video_threshold, top_k: see the module docstring.
+        strict: ``s_v > t_v`` instead of ``>=`` for ``max``/``topk-mean``.
+    """
+    check_video_options(method, video_ratio, top_k, video_threshold)
+    codes = np.asarray(codes, dtype=np.int64)
+    anomalous = np.asarray(anomalous, dtype=bool)
+    counts = np.bincount(codes, minlength=n_videos).astype(np.int64)
+    n_anom = np.bincount(codes[anomalous], minlength=n_videos).astype(np.int64)
+    top, vmax = top_segments(codes, n_videos, scores)
+    if method == "max":
+        vs = vmax
+    else:
+        vs = video_scores(codes, n_videos, scores, anomalous, method, top_k)
+    return VideoAggregate(
+        n_segments=counts,
+        n_anomalous=n_anom,
+        ratio=n_anom / np.maximum(counts, 1),
+        max_score=vmax,
+        score=vs,
+        anomalous=decide_videos(vs, method, video_ratio, video_threshold, strict),
+        top_segment=top,
+    )
 
 
 def aggregate_segments(

@@ -157,6 +157,6 @@ def run_demo(
         "precision_at_5": float(np.mean([q["precision_at_5"] for q in queries])),
         "seed": seed,
         "videos": len(scenes.videos),
-        "segments": len(result.segments),
+        "segments": result.n_segments,
     }
     return DemoResult(root, metrics, queries, result.videos, timings)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import pandas as pd
 
-from vadindex.aggregate import aggregate_segments, check_video_options
+from vadindex.aggregate import aggregate_codes, check_video_options
 from vadindex.config import (
     DEFAULT_CALIBRATE,
     DEFAULT_DEVICE,
@@ -63,9 +64,16 @@ CONFIG_IGNORED = ("tuning",)
 
 @dataclass(frozen=True)
 class DetectResult:
-    """Segment and video decisions, and metrics when the index has labels."""
+    """Segment and video decisions, and metrics when the index has labels.
 
-    segments: pd.DataFrame
+    ``segments`` is built on first use from numpy columns (``segment_columns``): at a million
+    segments the table costs more than all of the scoring, and a caller that wants only the videos
+    or the metrics never pays for it.
+    """
+
+    #: Per-segment numpy columns: those of :data:`SEGMENT_OUTPUT_COLUMNS`, with ``video_row`` (row in
+    #: ``video_names``/``video_ids``) for ``video``/``video_id`` and class numbers for the class columns.
+    segment_columns: dict[str, np.ndarray]
     videos: pd.DataFrame
     metrics: dict[str, Any] | None
     prompts: PromptSet | ClassPromptSet
@@ -73,15 +81,46 @@ class DetectResult:
     #: ``(n_segments, n_classes)`` similarity of every segment to every class (column order: class_names).
     class_sims: np.ndarray | None = None
     class_names: tuple[str, ...] = ()
+    #: Name and id of every video of the index, in its video-table order.
+    video_names: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    video_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: ``videos``, ``segments``, ``metrics`` (when labelled), ``settings``."""
+    @cached_property
+    def segments(self) -> pd.DataFrame:
+        """One row per segment, in index order (see :data:`SEGMENT_OUTPUT_COLUMNS`)."""
+        cols = dict(self.segment_columns)
+        row = cols.pop("video_row")
+        cols["video"] = self.video_names[row]
+        cols["video_id"] = self.video_ids[row]
+        names = np.array(self.class_names, dtype=object)
+        for name in ("best_prompt", "best_class"):
+            cols[name] = names[cols[name]]
+        label = cols["label"]
+        cols["label"] = pd.arrays.IntegerArray(label.astype(np.int8), label < 0)
+        return pd.DataFrame({c: cols[c] for c in SEGMENT_OUTPUT_COLUMNS})
+
+    @property
+    def n_segments(self) -> int:
+        """Number of segments scored."""
+        return len(self.segment_columns["score"])
+
+    @property
+    def n_anomalous_segments(self) -> int:
+        """Number of segments decided anomalous."""
+        return int(np.count_nonzero(self.segment_columns["anomalous"]))
+
+    def prompts_dict(self) -> dict[str, Any]:
+        """The prompts as JSON-ready data."""
         prompts: dict[str, Any] = {"anomaly": list(self.prompts.anomaly), "normal": list(self.prompts.normal)}
         if isinstance(self.prompts, ClassPromptSet) and self.prompts.source != "inline":
             prompts = {"set": self.prompts.source, **self.prompts.to_dict()}
+        return prompts
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``videos``, ``segments``, ``metrics`` (when labelled), ``settings``."""
         out: dict[str, Any] = {
             "settings": self.settings,
-            "prompts": prompts,
+            "prompts": self.prompts_dict(),
             "videos": _records(self.videos),
             "segments": _records(self.segments),
         }
@@ -89,10 +128,71 @@ class DetectResult:
             out["metrics"] = self.metrics
         return out
 
+    def write_json(self, stream: TextIO, segments: str = "all") -> None:
+        """Write :meth:`to_dict`'s object as indented JSON, streaming the row tables.
+
+        Row tables are rendered by pandas' C JSON writer, one row object per line, and never parsed
+        back into Python objects, so a million segments take seconds, not minutes.
+
+        Args:
+            stream: where to write.
+            segments: ``all``, ``anomalous`` (only segments decided anomalous) or ``none``.
+        """
+        if segments not in SEGMENT_CHOICES:
+            raise InputError(f"segments must be one of {', '.join(SEGMENT_CHOICES)}, got {segments!r}")
+        stream.write("{\n")
+        stream.write(f'  "settings": {_indented(self.settings)},\n')
+        stream.write(f'  "prompts": {_indented(self.prompts_dict())},\n')
+        stream.write('  "videos": ')
+        _write_records(stream, self.videos)
+        if segments != "none":
+            stream.write(',\n  "segments": ')
+            table = self.segments
+            if segments == "anomalous":
+                table = table[self.segment_columns["anomalous"]]
+            _write_records(stream, table)
+        if self.metrics is not None:
+            stream.write(f',\n  "metrics": {_indented(self.metrics)}')
+        stream.write("\n}\n")
+
+
+#: Columns of :attr:`DetectResult.segments`, in order.
+SEGMENT_OUTPUT_COLUMNS = (
+    "video", "segment", "start", "end", "score", "anomalous", "best_prompt", "best_class",
+    "best_anomaly_sim", "best_normal_sim", "label", "video_id",
+)  # fmt: skip
+#: Which segments JSON output lists.
+SEGMENT_CHOICES = ("all", "anomalous", "none")
+
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     # pandas' own JSON writer turns NA into null and numpy scalars into plain numbers.
     return json.loads(frame.to_json(orient="records", double_precision=6))
+
+
+def _indented(value: Any) -> str:
+    """``json.dumps(value, indent=2)`` nested one level (for a value inside the top-level object)."""
+    return json.dumps(value, indent=2).replace("\n", "\n  ")
+
+
+def _write_records(stream: TextIO, frame: pd.DataFrame, chunk: int = 100_000, per_line: int = 10_000) -> None:
+    """Write ``frame`` as a JSON array of row objects, rendered by pandas in chunks of rows.
+
+    Up to ``per_line`` rows, each row object goes on a line of its own; longer tables are written
+    compactly (pandas' line splitting alone would cost a second per million rows).
+    """
+    if len(frame) == 0:
+        stream.write("[]")
+        return
+    if len(frame) <= per_line:
+        lines = frame.to_json(orient="records", lines=True, double_precision=6)
+        stream.write("[\n    " + lines.rstrip("\n").replace("\n", ",\n    ") + "\n  ]")
+        return
+    stream.write("[")
+    for first in range(0, len(frame), chunk):
+        text = frame.iloc[first : first + chunk].to_json(orient="records", double_precision=6)
+        stream.write(("," if first else "") + text[1:-1])
+    stream.write("]")
 
 
 def similarity_matrix(snap: IndexSnapshot, text_vectors: np.ndarray, chunk: int = 65536) -> np.ndarray:
@@ -264,8 +364,8 @@ def decide(
     """Apply the rules to a precomputed ``(n_segments, n_prompts)`` similarity matrix (no model involved)."""
     spec = from_prompt_set(prompt_set) if isinstance(prompt_set, PromptSet) else prompt_set
     result = decide_classes(snap, sims, spec, params, video_ratio=video_ratio)
-    return DetectResult(result.segments, result.videos, result.metrics, prompt_set, result.settings,
-                        result.class_sims, result.class_names)  # fmt: skip
+    return DetectResult(result.segment_columns, result.videos, result.metrics, prompt_set, result.settings,
+                        result.class_sims, result.class_names, result.video_names, result.video_ids)  # fmt: skip
 
 
 def apply_params(
@@ -277,11 +377,11 @@ def apply_params(
     neighbours: np.ndarray | None = None,
 ) -> RuleResult:
     """:func:`vadindex.scoring.apply_rule` with the index's segment table as context."""
-    segs = snap.segments
+    segs = snap.segment_arrays()
     return apply_rule(
         sims, is_anomaly, snap.manifest.logit_scale, params,
-        video_ids=segs["video_id"].to_numpy(), position=segs["segment"].to_numpy(),
-        frame_sims=frame_sims, frame_row=segs["frame_row"].to_numpy(), n_frames=segs["n_frames"].to_numpy(),
+        video_ids=segs.video, position=segs.segment,
+        frame_sims=frame_sims, frame_row=segs.frame_row, n_frames=segs.n_frames,
         neighbours=neighbours,
     )  # fmt: skip
 
@@ -300,51 +400,68 @@ def decide_classes(
     video_top_k: int = DEFAULT_VIDEO_TOP_K,
     annotations: list[Annotation] | None = None,
 ) -> DetectResult:
-    """Apply rules, aggregation and metrics to precomputed class similarities (no model involved)."""
+    """Apply rules, aggregation and metrics to precomputed class similarities (no model involved).
+
+    Everything per segment stays in numpy; only the video table (one row per video) is pandas.
+    """
     check_video_options(video_agg, video_ratio, video_top_k, video_threshold)
     is_anomaly = np.array(spec.is_anomaly)
-    segs = snap.segments
+    segs = snap.segment_arrays()
+    videos = snap.videos
+    n_videos = len(videos)
     res = apply_params(snap, sims, is_anomaly, params, frame_sims, neighbours)
-    names = np.array(spec.class_names, dtype=object)
-    n = len(segs)
-    seg_out = pd.DataFrame(
-        {
-            "video": segs["video"].to_numpy(),
-            "segment": segs["segment"].to_numpy(),
-            "start": segs["start"].to_numpy(),
-            "end": segs["end"].to_numpy(),
-            "score": res.score,
-            "anomalous": res.anomalous,
-            "best_prompt": names[res.best_class] if n else [],
-            "best_class": names[res.best_anomaly_class] if n else [],
-            "best_anomaly_sim": res.best_anomaly,
-            "best_normal_sim": res.best_normal,
-            "label": segs["label"].to_numpy(),
-            "video_id": segs["video_id"].to_numpy(),
-        }
-    )
     v_threshold = params.segment_threshold if video_threshold is None else video_threshold
-    vids = aggregate_segments(
-        segs["video_id"].to_numpy(), res.score, res.anomalous, method=video_agg, video_ratio=video_ratio,
+    agg = aggregate_codes(
+        segs.video, n_videos, res.score, res.anomalous, method=video_agg, video_ratio=video_ratio,
         video_threshold=v_threshold, top_k=video_top_k,
     )  # fmt: skip
-    # Which anomaly class fired in each video: the one of its highest-scoring segment.
-    top_seg = seg_out.assign(_s=res.score).sort_values("_s", ascending=False, kind="stable")
-    fired = top_seg.drop_duplicates("video_id").set_index("video_id")["best_class"]
-    meta = snap.videos.set_index("video_id")
-    vids.insert(0, "video", meta.loc[vids["video_id"], "video"].to_numpy())
-    vids["label"] = pd.array(meta.loc[vids["video_id"], "label"].to_numpy(), dtype="Int8")
-    vids["class"] = meta.loc[vids["video_id"], "class"].to_numpy()
-    vids["best_class"] = fired.reindex(vids["video_id"]).to_numpy()
+    ids = videos["video_id"].astype(str).to_numpy() if n_videos else np.zeros(0, dtype=object)
+    names = videos["video"].astype(str).to_numpy() if n_videos else np.zeros(0, dtype=object)
+    seg_cols = {
+        "video_row": segs.video,
+        "segment": segs.segment,
+        "start": segs.start,
+        "end": segs.end,
+        "score": res.score,
+        "anomalous": res.anomalous,
+        "best_prompt": res.best_class,
+        "best_class": res.best_anomaly_class,
+        "best_anomaly_sim": res.best_anomaly,
+        "best_normal_sim": res.best_normal,
+        "label": segs.label,
+    }
+    # Which anomaly class fired in each video: the one of its highest-scoring segment (the first
+    # such segment in index order on ties).
+    class_names = np.array(spec.class_names, dtype=object)
+    top = agg.top_segment
+    fired = np.full(n_videos, None, dtype=object)
+    has = top >= 0
+    fired[has] = class_names[res.best_anomaly_class[top[has]]]
+    present = agg.n_segments > 0
+    vids = pd.DataFrame(
+        {
+            "video": names,
+            "score": agg.score,
+            "anomalous": agg.anomalous,
+            "label": pd.array(pd.to_numeric(videos["label"], errors="coerce"), dtype="Int8"),
+            "class": videos["class"].to_numpy(dtype=object) if n_videos else np.zeros(0, dtype=object),
+            "max_score": agg.max_score,
+            "n_segments": agg.n_segments,
+            "n_anomalous": agg.n_anomalous,
+            "best_class": fired,
+            "video_id": ids,
+        }
+    )[present].reset_index(drop=True)
     truth = None
     if annotations is not None:
         from vadindex.annotations import build_ground_truth
 
-        truth = build_ground_truth(segs, snap.videos, annotations)
-        _fill_from_annotations(vids, snap.videos, truth)
-    vids = vids[["video", "score", "anomalous", "label", "class", "max_score", "n_segments", "n_anomalous",
-                 "best_class", "video_id"]]  # fmt: skip
-    metrics = evaluate(vids, res.score, res.anomalous, truth, snap.videos["video_id"].astype(str).to_numpy())
+        seg_frame = pd.DataFrame(
+            {"video_id": ids[segs.video], "start_frame": segs.start_frame, "end_frame": segs.end_frame}
+        )
+        truth = build_ground_truth(seg_frame, videos, annotations)
+        _fill_from_annotations(vids, videos, truth)
+    metrics = evaluate(vids, res.score, res.anomalous, truth, ids)
     settings = {
         "rule": params.rule,
         "segment_threshold": params.segment_threshold,
@@ -363,7 +480,8 @@ def decide_classes(
         "index": str(snap.path),
         "prompt_set": spec.source,
     }
-    return DetectResult(seg_out, vids, metrics, spec, settings, np.asarray(sims), tuple(spec.class_names))
+    return DetectResult(seg_cols, vids, metrics, spec, settings, np.asarray(sims), tuple(spec.class_names),
+                        names, ids)  # fmt: skip
 
 
 def _fill_from_annotations(vids: pd.DataFrame, videos: pd.DataFrame, truth: GroundTruth) -> None:

@@ -462,6 +462,27 @@ class OpenClipEncoder:
         )
 
 
+@contextlib.contextmanager
+def _skip_weight_init() -> Iterator[None]:
+    """Make ``torch.nn.init``'s in-place initialisers no-ops while a model is built.
+
+    Parameters then hold whatever ``torch.empty`` gave them, so this is only for a model whose
+    every parameter and persistent buffer is loaded strictly afterwards (buffers that are computed,
+    not loaded, such as CLIP's causal attention mask, do not use these functions).
+    """
+    import torch
+
+    names = [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    try:
+        for n in names:
+            setattr(torch.nn.init, n, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(torch.nn.init, n, fn)
+
+
 def load_encoder(
     model: str,
     pretrained: str | None = None,
@@ -511,7 +532,10 @@ def load_encoder(
     quiet.filter = lambda record: "No pretrained weights loaded" not in record.getMessage()  # type: ignore[method-assign]
     root.addFilter(quiet)  # we load weights ourselves below; open_clip's notice would mislead
     try:
-        with torch.random.fork_rng(devices=[]):
+        # Random initialisation is wasted work when a checkpoint replaces every weight (a second or
+        # more for ViT-B-32 on a CPU), so it is skipped then; a strict load below fills everything.
+        init = contextlib.nullcontext() if path is None else _skip_weight_init()
+        with torch.random.fork_rng(devices=[]), init:
             torch.manual_seed(_RANDOM_SEED)  # the same "random" model in every process
             clip = open_clip.create_model(model, pretrained=None, device="cpu")
     finally:

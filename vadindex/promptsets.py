@@ -276,6 +276,19 @@ def class_similarities(text_sims: np.ndarray, text_vectors: np.ndarray, weights:
         ``(n, n_classes)`` float32 similarities.
     """
     w = np.asarray(weights, dtype=np.float64)
-    norms = np.linalg.norm(w @ np.asarray(text_vectors, dtype=np.float64), axis=1)
-    out = (np.asarray(text_sims, dtype=np.float64) @ w.T) / np.maximum(norms, 1e-12)
-    return out.astype(np.float32)
+    norms = np.maximum(np.linalg.norm(w @ np.asarray(text_vectors, dtype=np.float64), axis=1), 1e-12)
+    scaled = (w / norms[:, None]).T.astype(np.float32)  # (n_texts, n_classes)
+    sims = np.asarray(text_sims, dtype=np.float32)
+    # Most classes are one text (inline prompts, a set without templates): copy those columns
+    # instead of multiplying (a product with a narrow inner dimension is slow in BLAS).
+    nonzero = scaled != 0
+    single = nonzero.sum(axis=0) == 1
+    out = np.empty((len(sims), scaled.shape[1]), dtype=np.float32)
+    if single.any():
+        cols = np.flatnonzero(single)
+        src = nonzero[:, cols].argmax(axis=0)
+        out[:, cols] = sims[:, src] * scaled[src, cols]
+    if not single.all():
+        cols = np.flatnonzero(~single)
+        out[:, cols] = sims @ scaled[:, cols]
+    return out

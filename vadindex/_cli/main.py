@@ -232,6 +232,7 @@ def _explicit(ctx: click.Context, name: str) -> bool:
 @click.option("--out", "out", type=click.Path(path_type=str), default=None, help="Write segments.csv, videos.csv and detect.json here.")
 @click.option("--device", default=C.DEFAULT_DEVICE, show_default=True, help="Device for the text encoder.")
 @click.option("--pretrained", default=None, help="The index's checkpoint file, if it moved.")
+@click.option("--segments", "json_segments", type=click.Choice(["all", "anomalous", "none"]), default="all", show_default=True, help="Segments listed by --format json (videos and metrics are always there).")
 @_format_option(("table", "json"))
 @click.pass_context
 @_friendly_errors
@@ -239,7 +240,7 @@ def detect_cmd(ctx: click.Context, index: str, prompts: str | None, normal_promp
                rule: str, segment_threshold: float, top_k: int, calibrate: str, smooth: int, knn_k: int,
                knn_alpha: float, frame_votes: int, video_agg: str, video_ratio: float, video_threshold: float | None,
                video_top_k: int, annotations: str | None, annotation_format: str, use_cache: bool, out: str | None,
-               device: str, pretrained: str | None, fmt: str) -> None:  # fmt: skip
+               device: str, pretrained: str | None, json_segments: str, fmt: str) -> None:  # fmt: skip
     """Flag anomalous segments and videos by comparing them with text prompts.
 
     Segment score a = sum over anomaly classes of softmax(logit_scale * cosine) over all classes;
@@ -280,13 +281,13 @@ def detect_cmd(ctx: click.Context, index: str, prompts: str | None, normal_promp
         written = write_outputs(result, out)
         log.info("wrote %s", ", ".join(str(p) for p in written))
     if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        result.write_json(sys.stdout, segments=json_segments)
         return
     videos = result.videos.drop(columns=["video_id"])
     _print_table(videos, "table", "{:.3f}")
     n_anom = int(result.videos["anomalous"].sum())
-    click.echo(f"\n{n_anom} of {len(videos)} videos anomalous; {int(result.segments['anomalous'].sum())} of "
-               f"{len(result.segments)} segments.")  # fmt: skip
+    click.echo(f"\n{n_anom} of {len(videos)} videos anomalous; {result.n_anomalous_segments} of "
+               f"{result.n_segments} segments.")  # fmt: skip
     if result.metrics:
         m = result.metrics
         (tn, fp), (fn, tp) = m["confusion_matrix"]
