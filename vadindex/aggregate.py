@@ -194,10 +194,7 @@ def aggregate_codes(
     counts = np.bincount(codes, minlength=n_videos).astype(np.int64)
     n_anom = np.bincount(codes[anomalous], minlength=n_videos).astype(np.int64)
     top, vmax = top_segments(codes, n_videos, scores)
-    if method == "max":
-        vs = vmax
-    else:
-        vs = video_scores(codes, n_videos, scores, anomalous, method, top_k)
+    vs = vmax if method == "max" else video_scores(codes, n_videos, scores, anomalous, method, top_k)
     return VideoAggregate(
         n_segments=counts,
         n_anomalous=n_anom,
