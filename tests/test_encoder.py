@@ -108,3 +108,24 @@ def test_checkpoint_loads_exactly_without_random_init(encoder, tmp_path, suffix)
     reference = load_encoder("vadindex-test", "random", "cpu")
     reference.model.load_state_dict(state)
     assert np.allclose(loaded.encode_texts(texts), reference.encode_texts(texts), atol=1e-6)
+
+
+def test_checkpoint_hash_is_remembered_until_the_file_changes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+    import os
+
+    from vadindex.encoder import checkpoint_sha256, user_cache_dir
+
+    ckpt = tmp_path / "w.safetensors"
+    ckpt.write_bytes(b"first version")
+    assert checkpoint_sha256(ckpt) == hashlib.sha256(b"first version").hexdigest()
+    assert (user_cache_dir() / "sha256.json").is_file()
+    # The same bytes with a new modification time, or new bytes: hashed again, never a stale hash.
+    ckpt.write_bytes(b"second versio")  # same size
+    os.utime(ckpt, ns=(1, 1))
+    assert checkpoint_sha256(ckpt) == hashlib.sha256(b"second versio").hexdigest()
+    ckpt.write_bytes(b"third, longer version")
+    assert checkpoint_sha256(ckpt) == hashlib.sha256(b"third, longer version").hexdigest()
+    # A damaged cache file is ignored.
+    (user_cache_dir() / "sha256.json").write_text("{not json")
+    assert checkpoint_sha256(ckpt) == hashlib.sha256(b"third, longer version").hexdigest()

@@ -48,3 +48,22 @@ def test_api_query_text_and_image(built_index: Path, encoder, tmp_path: Path) ->
         idx.query("a car", k=0)
     with pytest.raises(InputError):
         idx.query(image=tmp_path / "missing.png")
+
+
+def test_api_detect_loads_the_model_once_and_only_for_new_prompts(built_index: Path, encoder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import vadindex.search as search
+
+    loads = []
+
+    def counting(snap, device="auto", pretrained=None, precision="auto"):  # type: ignore[no-untyped-def]
+        loads.append(1)
+        return encoder
+
+    monkeypatch.setattr(search, "load_index_encoder", counting)
+    idx = VideoIndex(built_index)
+    idx.detect("a person juggling in the street", use_cache=True)
+    idx.detect("a dog chasing a ball; a person juggling in the street")
+    assert loads == [1]  # loaded for the first new prompt, kept for the next
+    fresh = VideoIndex(built_index)
+    res = fresh.detect("a person juggling in the street")  # cached text: no model at all
+    assert loads == [1] and len(res.videos) > 0

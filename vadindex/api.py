@@ -117,9 +117,37 @@ class VideoIndex:
         return search_vector(self.snapshot, vector, k, video)
 
     def detect(self, prompts: str | list[str], **options: Any) -> DetectResult:
-        """Score and decide every segment and video (see :func:`vadindex.detect.detect`)."""
-        # The model is loaded only when some prompt is not in the index's text cache.
-        if self._encoder is not None:
-            options.setdefault("encoder", self._encoder)
+        """Score and decide every segment and video (see :func:`vadindex.detect.detect`).
+
+        The model is loaded only when some prompt is not in the index's text cache, and then kept:
+        later calls with new prompts encode them without loading it again.
+        """
+        if "pretrained" not in options:
+            options.setdefault("encoder", self._encoder if self._encoder is not None else _LazyEncoder(self))
         options.setdefault("device", self.device)
         return detect(self.snapshot, prompts, **options)
+
+
+class _LazyEncoder:
+    """The index's encoder, loaded (once, by the :class:`VideoIndex`) only when a text must be encoded.
+
+    Its identity is the index's own, so handing it to :func:`vadindex.detect.detect` costs nothing
+    when every prompt is cached; the real model is checked against the index when it loads.
+    """
+
+    def __init__(self, owner: VideoIndex) -> None:
+        self._owner = owner
+        m = owner.manifest
+        self.identity = m.identity
+        self.dim = m.dim
+        self.logit_scale = m.logit_scale
+
+    @property
+    def image_size(self) -> int:
+        return self._owner.encoder.image_size
+
+    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+        return self._owner.encoder.encode_images(pixels)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        return self._owner.encoder.encode_texts(texts)

@@ -195,7 +195,7 @@ def _write_records(stream: TextIO, frame: pd.DataFrame, chunk: int = 100_000, pe
     stream.write("]")
 
 
-def similarity_matrix(snap: IndexSnapshot, text_vectors: np.ndarray, chunk: int = 65536) -> np.ndarray:
+def similarity_matrix(snap: IndexSnapshot, text_vectors: np.ndarray, chunk: int = 2048) -> np.ndarray:
     """Cosine similarity of every segment to every prompt, ``(n_segments, n_prompts)`` float32.
 
     The stored float16 vectors are multiplied in float32 chunks, so memory stays bounded by the
@@ -203,7 +203,7 @@ def similarity_matrix(snap: IndexSnapshot, text_vectors: np.ndarray, chunk: int 
     """
     from vadindex.cache import _multiply
 
-    return _multiply(snap, "segments", text_vectors, chunk)
+    return _multiply(snap, "segments", text_vectors, chunk).T
 
 
 def detect(
@@ -337,8 +337,8 @@ def compute_class_similarities(
         from vadindex.cache import _multiply
 
         text_vectors = np.asarray(get_encoder().encode_texts(texts), dtype=np.float32)
-        text_sims = _multiply(snap, "segments", text_vectors)
-        frame_text_sims = _multiply(snap, "frames", text_vectors) if frames else None
+        text_sims = _multiply(snap, "segments", text_vectors).T
+        frame_text_sims = _multiply(snap, "frames", text_vectors).T if frames else None
     weights = spec.text_weights()
     sims = class_similarities(text_sims, text_vectors, weights)
     frame_sims = (

@@ -129,6 +129,48 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/vadindex`` (``~/.cache/vadindex`` by default)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "vadindex"
+
+
+def checkpoint_sha256(path: Path) -> str:
+    """SHA-256 of a checkpoint, hashed once per version of the file.
+
+    Every load checks the weights against the index's recorded hash, and hashing a ViT-L-14
+    checkpoint takes seconds, so the hash is remembered in ``user_cache_dir()/sha256.json`` under
+    the file's path, size, modification time and inode (the test git's index uses); a file that
+    changes in any of these is hashed again. Where the cache cannot be written the file is hashed
+    every time.
+    """
+    import json
+
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{st.st_dev}"
+    store = user_cache_dir() / "sha256.json"
+    try:
+        known = json.loads(store.read_text(encoding="utf-8"))
+        if not isinstance(known, dict):
+            known = {}
+    except (OSError, ValueError):
+        known = {}
+    digest = known.get(key)
+    if isinstance(digest, str) and len(digest) == 64:
+        return digest
+    digest = sha256_file(path)
+    prefix = f"{path.resolve()}|"
+    known = {k: v for k, v in known.items() if not k.startswith(prefix)}  # forget older versions
+    known[key] = digest
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_name(f".{store.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(known), encoding="utf-8")
+        os.replace(tmp, store)
+    except OSError as exc:
+        log.debug("cannot remember checkpoint hashes in %s (%s)", store, exc)
+    return digest
+
+
 def _hub_reachable(url: str, timeout: float = 3.0) -> bool:
     """One quick TCP connection to the weights host, instead of a minute of download retries."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
@@ -184,12 +226,12 @@ def resolve_weights(model: str, pretrained: str) -> tuple[Path | None, ModelIden
             raise ModelError(
                 f"model {model!r} ships no weights; use --pretrained random or a checkpoint path"
             )
-        return path, ModelIdentity(model, BUILTIN, sha256_file(path))
+        return path, ModelIdentity(model, BUILTIN, checkpoint_sha256(path))
     as_path = Path(pretrained).expanduser()
     if as_path.suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt") or as_path.exists():
         if not as_path.is_file():
             raise ModelError(f"checkpoint {pretrained}: no such file")
-        return as_path, ModelIdentity(model, f"file:{as_path.name}", sha256_file(as_path))
+        return as_path, ModelIdentity(model, f"file:{as_path.name}", checkpoint_sha256(as_path))
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(model)
@@ -314,7 +356,7 @@ class OnnxImageTower:
         key = hashlib.sha256(
             repr((identity, image_size, torch.__version__, open_clip.__version__)).encode()
         ).hexdigest()[:16]
-        cache = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "vadindex" / "onnx"
+        cache = user_cache_dir() / "onnx"
         self.path = cache / f"{identity.model}-{key}.onnx"
         if not self.path.is_file():
             self._export(visual, image_size)
@@ -468,19 +510,33 @@ def _skip_weight_init() -> Iterator[None]:
 
     Parameters then hold whatever ``torch.empty`` gave them, so this is only for a model whose
     every parameter and persistent buffer is loaded strictly afterwards (buffers that are computed,
-    not loaded, such as CLIP's causal attention mask, do not use these functions).
+    not loaded, such as CLIP's causal attention mask, do not use these functions). Modules that
+    imported an initialiser by name (``from torch.nn.init import xavier_uniform_``) are patched too.
     """
+    import sys
+
     import torch
 
-    names = [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
-    saved = {n: getattr(torch.nn.init, n) for n in names}
+    originals = {
+        name: fn
+        for name, fn in vars(torch.nn.init).items()
+        if name.endswith("_") and not name.startswith("_") and callable(fn)
+    }
+    by_id = {id(fn) for fn in originals.values()}
+    patched: list[tuple[Any, str, Any]] = []
+    for mod_name, mod in list(sys.modules.items()):
+        if mod is None or not mod_name.startswith(("torch.nn", "open_clip", "timm")):
+            continue
+        for attr, value in list(vars(mod).items()):
+            if id(value) in by_id and callable(value):
+                patched.append((mod, attr, value))
     try:
-        for n in names:
-            setattr(torch.nn.init, n, lambda tensor, *args, **kwargs: tensor)
+        for mod, attr, _ in patched:
+            setattr(mod, attr, lambda tensor, *args, **kwargs: tensor)
         yield
     finally:
-        for n, fn in saved.items():
-            setattr(torch.nn.init, n, fn)
+        for mod, attr, value in patched:
+            setattr(mod, attr, value)
 
 
 def load_encoder(
@@ -546,7 +602,9 @@ def load_encoder(
                 from safetensors.torch import load_file
 
                 state = {k: v.float() for k, v in load_file(str(path)).items()}
-                clip.load_state_dict(state, strict=True)
+                # assign: the loaded tensors become the parameters, so the weights are not held
+                # twice (the never-initialised ones are freed untouched).
+                clip.load_state_dict(state, strict=True, assign=True)
             else:
                 open_clip.load_checkpoint(clip, str(path), weights_only=True)
         except Exception as exc:  # noqa: BLE001 - corrupt files raise many types

@@ -273,22 +273,22 @@ def class_similarities(text_sims: np.ndarray, text_vectors: np.ndarray, weights:
         weights: ``(n_classes, n_texts)`` averaging matrix ``W`` (:meth:`ClassPromptSet.text_weights`).
 
     Returns:
-        ``(n, n_classes)`` float32 similarities.
+        ``(n, n_classes)`` float32 similarities, the transpose of a class-major array.
     """
     w = np.asarray(weights, dtype=np.float64)
     norms = np.maximum(np.linalg.norm(w @ np.asarray(text_vectors, dtype=np.float64), axis=1), 1e-12)
-    scaled = (w / norms[:, None]).T.astype(np.float32)  # (n_texts, n_classes)
-    sims = np.asarray(text_sims, dtype=np.float32)
-    # Most classes are one text (inline prompts, a set without templates): copy those columns
-    # instead of multiplying (a product with a narrow inner dimension is slow in BLAS).
-    nonzero = scaled != 0
-    single = nonzero.sum(axis=0) == 1
-    out = np.empty((len(sims), scaled.shape[1]), dtype=np.float32)
-    if single.any():
-        cols = np.flatnonzero(single)
-        src = nonzero[:, cols].argmax(axis=0)
-        out[:, cols] = sims[:, src] * scaled[src, cols]
-    if not single.all():
-        cols = np.flatnonzero(~single)
-        out[:, cols] = sims @ scaled[:, cols]
-    return out
+    scaled = (w / norms[:, None]).astype(np.float32)  # (n_classes, n_texts)
+    by_text = np.asarray(text_sims, dtype=np.float32).T  # (n_texts, n): free for the cache's layout
+    # Worked class by class, each class's similarities contiguous (the layout scoring wants): a
+    # one-text class (inline prompts, a set without templates) is that text's row, scaled; an
+    # ensemble is a weighted sum of its texts' rows.
+    out = np.empty((scaled.shape[0], by_text.shape[1]), dtype=np.float32)
+    for c, row in enumerate(scaled):
+        used = np.flatnonzero(row)
+        if len(used) == 1:
+            np.multiply(by_text[used[0]], row[used[0]], out=out[c])
+        else:
+            contiguous = used[-1] - used[0] + 1 == len(used)  # a class's texts are usually adjacent
+            rows = by_text[used[0] : used[-1] + 1] if contiguous else by_text[used]
+            np.matmul(row[used], rows, out=out[c])
+    return out.T

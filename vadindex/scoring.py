@@ -108,18 +108,51 @@ class SegmentScores:
     best_prompt: np.ndarray  # argmax_p S[i, p] over all prompts
 
 
-def softmax_anomaly_score(sims: np.ndarray, is_anomaly: np.ndarray, logit_scale: float) -> np.ndarray:
+def by_class(x: np.ndarray) -> np.ndarray:
+    """``(n, C)`` values as a ``(C, n)`` C-contiguous array.
+
+    Reductions over a handful of classes are much faster across contiguous per-class rows than
+    along short rows (at a million segments, 2 ms against 45 ms for a maximum), so the rules work
+    class by class on this layout.
+    """
+    return np.ascontiguousarray(np.asarray(x).T)
+
+
+def argmax_rows(cols: np.ndarray) -> np.ndarray:
+    """``argmax`` over the first axis of a ``(C, n)`` array (the first maximum on ties), as int64."""
+    best = cols.max(axis=0)
+    idx = np.zeros(cols.shape[1], dtype=np.int64)
+    hit = np.empty(cols.shape[1], dtype=bool)
+    for c in range(len(cols) - 1, -1, -1):  # backwards, so the first maximum is written last
+        np.equal(cols[c], best, out=hit)
+        np.copyto(idx, c, where=hit)
+    return idx
+
+
+def softmax_anomaly_score(
+    sims: np.ndarray, is_anomaly: np.ndarray, logit_scale: float, cols: np.ndarray | None = None
+) -> np.ndarray:
     """``a_i = sum_{p in A} softmax_p(logit_scale * sims[i, :])``, computed stably.
 
-    In float32 (a relative error near 1e-7, far below any threshold's resolution): at a million
-    segments float64 doubles the time of a rescoring run. Returned as float64.
+    In float32 (a relative error near 1e-6, far below the float16 precision of the stored vectors
+    and any threshold's resolution), class by class. Returned as float64.
+
+    Args:
+        cols: ``by_class(sims)`` when the caller has it already.
     """
     is_anomaly = np.asarray(is_anomaly, dtype=bool)
-    e = np.multiply(np.asarray(sims, dtype=np.float32), np.float32(logit_scale))
-    e -= e.max(axis=1, keepdims=True)
-    np.exp(e, out=e)
-    anomaly = e[:, is_anomaly].sum(axis=1)
-    return (anomaly / (anomaly + e[:, ~is_anomaly].sum(axis=1))).astype(np.float64)
+    t = by_class(np.asarray(sims, dtype=np.float32)) if cols is None else cols.astype(np.float32, copy=False)
+    n = t.shape[1]
+    top = t.max(axis=0) if len(t) else np.zeros(n, np.float32)
+    lam = np.float32(logit_scale)
+    mass = {True: np.zeros(n, np.float32), False: np.zeros(n, np.float32)}
+    buf = np.empty(n, np.float32)
+    for c, anomaly in enumerate(is_anomaly):
+        np.subtract(t[c], top, out=buf)
+        buf *= lam
+        np.exp(buf, out=buf)
+        mass[bool(anomaly)] += buf
+    return (mass[True] / (mass[True] + mass[False])).astype(np.float64)
 
 
 def score_segments(sims: np.ndarray, is_anomaly: np.ndarray, logit_scale: float) -> SegmentScores:
@@ -182,11 +215,13 @@ def class_scores(
     logit_scale: float,
     calibrate: str,
     values: np.ndarray | None = None,
+    cols: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-row anomaly score and the calibrated best anomaly and best normal values.
 
     Args:
         values: ``calibrate_similarities(sims, calibrate)`` when the caller has it already.
+        cols: ``by_class(values)`` when the caller has it already.
 
     Returns:
         ``(a, best_A, best_N)``: ``a`` is the softmax mass on anomaly classes without calibration and
@@ -194,10 +229,11 @@ def class_scores(
     """
     is_anomaly = np.asarray(is_anomaly, dtype=bool)
     values = calibrate_similarities(sims, calibrate) if values is None else values
-    best_a = values[:, is_anomaly].max(axis=1) if len(values) else np.zeros(0)
-    best_n = values[:, ~is_anomaly].max(axis=1) if len(values) else np.zeros(0)
+    cols = by_class(values) if cols is None else cols
+    best_a = cols[is_anomaly].max(axis=0) if len(values) else np.zeros(0)
+    best_n = cols[~is_anomaly].max(axis=0) if len(values) else np.zeros(0)
     if calibrate == "none":
-        return softmax_anomaly_score(sims, is_anomaly, logit_scale), best_a, best_n
+        return softmax_anomaly_score(sims, is_anomaly, logit_scale, cols), best_a, best_n
     return best_a, best_a, best_n
 
 
@@ -319,7 +355,9 @@ def apply_rule(
     params.validate(sims.shape[1])
     n = len(sims)
     values = calibrate_similarities(sims, params.calibrate)
-    score, best_a, best_n = class_scores(sims, is_anomaly, logit_scale, params.calibrate, values)
+    vcols = by_class(values)
+    scols = vcols if params.calibrate == "none" else by_class(sims)
+    score, best_a, best_n = class_scores(sims, is_anomaly, logit_scale, params.calibrate, values, vcols)
     # The quantity each rule compares with zero besides the score: the balanced rule's margin, or
     # the topk rule's vote share above one half.
     margin = best_a - best_n
@@ -356,9 +394,9 @@ def apply_rule(
         score=score,
         anomalous=np.asarray(anomalous, dtype=bool),
         raw_score=raw,
-        best_class=values.argmax(axis=1) if n else np.zeros(0, np.int64),
-        best_anomaly_class=anomaly_cols[values[:, is_anomaly].argmax(axis=1)] if n else np.zeros(0, np.int64),
-        best_anomaly=sims[:, is_anomaly].max(axis=1) if n else np.zeros(0, np.float32),
-        best_normal=sims[:, ~is_anomaly].max(axis=1) if n else np.zeros(0, np.float32),
+        best_class=argmax_rows(vcols) if n else np.zeros(0, np.int64),
+        best_anomaly_class=anomaly_cols[argmax_rows(vcols[is_anomaly])] if n else np.zeros(0, np.int64),
+        best_anomaly=scols[is_anomaly].max(axis=0) if n else np.zeros(0, np.float32),
+        best_normal=scols[~is_anomaly].max(axis=0) if n else np.zeros(0, np.float32),
         margin=np.asarray(margin, dtype=np.float64),
     )
