@@ -100,11 +100,14 @@ def test_kill_9_at_random_moments_then_rerun_completes(tmp_path: Path, encoder) 
             def finished() -> bool:
                 return bool(select.select([out], [], [], 0.01)[0])
 
-            # Wait until this run has committed once, so the kill lands inside the build loop.
+            # Wait until this run has made 1-3 commits, so the kill lands inside the build loop (a
+            # commit takes tens of milliseconds on an idle machine, so the extra delay stays short:
+            # after a fixed wait the build had often finished).
+            target = start_gen + rng.randint(1, 3)
             deadline = time.monotonic() + 120
-            while not finished() and _generation(ix) <= start_gen and time.monotonic() < deadline:
+            while not finished() and _generation(ix) < target and time.monotonic() < deadline:
                 pass
-            time.sleep(rng.uniform(0.0, 0.4))
+            time.sleep(rng.uniform(0.0, 0.05))
             if not finished():
                 # It may finish, and be reaped, between the check and the kill.
                 with contextlib.suppress(ProcessLookupError):
