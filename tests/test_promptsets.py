@@ -48,6 +48,14 @@ def test_inline_prompts_keep_their_meaning() -> None:
     assert spec.normal == ("c", "d") and spec.is_anomaly == [True, True, False, False]
 
 
+def test_long_inline_prompts_are_not_taken_for_a_file_name() -> None:
+    # Over 255 bytes without a '/' cannot be a file name; checking for a file used to raise
+    # "File name too long".
+    long = "; ".join(f"a person doing something unusual in the street, number {i}" for i in range(6))
+    assert len(long) > 255
+    assert len(load_prompt_set(long).anomaly) == 6
+
+
 def test_normal_prompt_may_not_repeat_an_anomaly_prompt() -> None:
     with pytest.raises(InputError, match="both anomaly and normal: people fighting"):
         load_prompt_set("ucf-crime", "people fighting; an empty street")  # a Fighting prompt

@@ -49,7 +49,7 @@ def parse_prompts(value: str | list[str] | tuple[str, ...], what: str = "--promp
     else:
         text = str(value)
         path = Path(text).expanduser()
-        if "\n" not in text and len(text) < 4096 and path.is_file():
+        if "\n" not in text and len(text) < 4096 and _is_file(path):
             try:
                 lines = path.read_text(encoding="utf-8").splitlines()
             except (OSError, UnicodeDecodeError) as exc:
@@ -62,6 +62,14 @@ def parse_prompts(value: str | list[str] | tuple[str, ...], what: str = "--promp
     if not prompts:
         raise InputError(f"{what}: no prompts given (separate several with ';')")
     return tuple(prompts)
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for text that cannot be a path (a name part over 255 bytes, say)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def build_prompt_set(

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from vadindex.aggregate import decide_videos, video_scores
-from vadindex.config import DEFAULT_TUNE_FOLDS, DEFAULT_VIDEO_TOP_K
+from vadindex.config import DEFAULT_DEVICE, DEFAULT_TUNE_FOLDS, DEFAULT_VIDEO_TOP_K
 from vadindex.errors import InputError
 from vadindex.metrics import roc_auc
 from vadindex.scoring import CALIBRATIONS, RULES, RuleParams, apply_rule
@@ -363,12 +363,19 @@ def prepare(
     grid: dict[str, list[Any]],
     annotations: list[Any] | None = None,
     use_cache: bool = True,
+    device: str = DEFAULT_DEVICE,
+    pretrained: str | None = None,
 ) -> TuneData:
-    """Gather the cached similarities, neighbours, labels and annotations of an index for :func:`search`."""
+    """Gather the cached similarities, neighbours, labels and annotations of an index for :func:`search`.
+
+    ``device`` and ``pretrained`` matter only for prompts not yet cached (see :func:`vadindex.detect.detect`).
+    """
     from vadindex.detect import compute_class_similarities, load_neighbours
 
     frames = "frame-vote" in grid["rule"]
-    sims, frame_sims = compute_class_similarities(snap, spec, frames=frames, use_cache=use_cache)
+    sims, frame_sims = compute_class_similarities(
+        snap, spec, frames=frames, use_cache=use_cache, device=device, pretrained=pretrained
+    )
     segs = snap.segments
     videos = snap.videos
     ids = videos["video_id"].astype(str).to_numpy()
@@ -401,6 +408,8 @@ def tune(
     folds: int = DEFAULT_TUNE_FOLDS,
     grid: str | os.PathLike[str] | dict[str, list[Any]] | None = None,
     seed: int = 0,
+    device: str = DEFAULT_DEVICE,
+    pretrained: str | None = None,
 ) -> TuneResult:
     """Tune the detection settings of an index by cross-validated grid search.
 
@@ -413,6 +422,8 @@ def tune(
         folds: cross-validation folds, split by video.
         grid: a grid YAML file or dict replacing entries of :data:`DEFAULT_GRID`.
         seed: seed of the fold shuffle.
+        device: device of the text encoder, for prompts not in the index's cache.
+        pretrained: the index's checkpoint file, if it moved.
 
     Returns:
         A :class:`TuneResult`; ``result.best`` holds ``detect`` keyword arguments.
@@ -433,7 +444,7 @@ def tune(
         from vadindex.annotations import load_annotations
 
         anns = load_annotations(annotations, annotation_format)
-    data = prepare(snap, spec, full_grid, anns)
+    data = prepare(snap, spec, full_grid, anns, device=device, pretrained=pretrained)
     result = search(data, full_grid, metric, folds, seed)
     result.extra.update({"index": str(snap.path), "model": snap.manifest.identity.describe(),
                          "generation": snap.manifest.generation, "folds_requested": folds, "seed": seed})  # fmt: skip

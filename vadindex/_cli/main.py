@@ -313,10 +313,13 @@ def detect_cmd(ctx: click.Context, index: str, prompts: str | None, normal_promp
 @click.option("--grid", type=click.Path(path_type=str), default=None, help="YAML file replacing entries of the search grid (rule, calibrate, smooth, knn_k, video_ratio...).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fold shuffle.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=str), help="Write the best settings here (YAML for `detect --config`).")
+@click.option("--device", default=C.DEFAULT_DEVICE, show_default=True, help="Device for the text encoder (prompts not cached yet).")
+@click.option("--pretrained", default=None, help="The index's checkpoint file, if it moved.")
 @_format_option(("text", "json"))
 @_friendly_errors
 def tune_cmd(index: str, prompts: str, normal_prompts: str | None, annotations: str | None, annotation_format: str,
-             metric: str, folds: int, grid: str | None, seed: int, out: str, fmt: str) -> None:  # fmt: skip
+             metric: str, folds: int, grid: str | None, seed: int, out: str, device: str, pretrained: str | None,
+             fmt: str) -> None:  # fmt: skip
     """Grid-search rules, thresholds and aggregation; report the held-out score of k-fold CV by video.
 
     For each fold the best settings on the training videos are scored on the held-out videos; the
@@ -335,7 +338,7 @@ def tune_cmd(index: str, prompts: str, normal_prompts: str | None, annotations: 
 
     result = tune(
         index, prompts, normal_prompts=normal_prompts, annotations=annotations, annotation_format=annotation_format,
-        metric=metric, folds=folds, grid=grid, seed=seed,
+        metric=metric, folds=folds, grid=grid, seed=seed, device=device, pretrained=pretrained,
     )  # fmt: skip
     target = Path(out).expanduser()
     if target.parent != Path(""):
