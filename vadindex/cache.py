@@ -180,6 +180,13 @@ class IndexCache:
 
     # -- similarity matrices --------------------------------------------------------------------
 
+    def uncached(self, kind: str, texts: Sequence[str]) -> list[str]:
+        """The texts whose similarities to every ``kind`` row are not cached yet."""
+        m = self.snap.manifest
+        rows = m.n_segments if kind == "segments" else m.n_frames
+        found = self._lookup(f"simt-{kind}-{self.model}-{self.state}-", texts, rows)
+        return [t for t in dict.fromkeys(texts) if t not in found]
+
     def similarities(self, kind: str, texts: Sequence[str], text_vectors: np.ndarray) -> np.ndarray:
         """``(rows, n_texts)`` similarities of every segment (or frame) to ``texts``, cached by generation.
 

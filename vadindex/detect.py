@@ -330,6 +330,12 @@ def compute_class_similarities(
         from vadindex.cache import IndexCache
 
         cache = IndexCache(snap)
+        kinds = ("segments", "frames") if frames else ("segments",)
+        for kind in kinds:
+            if cache.uncached(kind, texts):
+                # The vectors are read after the model has loaded (seconds): have the kernel fetch
+                # them from disk meanwhile.
+                snap.prefetch_vectors(kind)
         text_vectors = cache.text_vectors(texts, get_encoder)
         text_sims = cache.similarities("segments", texts, text_vectors)
         frame_text_sims = cache.similarities("frames", texts, text_vectors) if frames else None

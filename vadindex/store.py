@@ -419,6 +419,22 @@ class IndexSnapshot:
                 yield row + i, vectors[i : i + chunk]
             row += len(vectors)
 
+    def prefetch_vectors(self, kind: str = "segments") -> None:
+        """Ask the kernel to start reading the vector parts now (``POSIX_FADV_WILLNEED``), in the
+        background, for a pass that will come later (after a model has loaded, say). A no-op where
+        the call does not exist."""
+        advise = getattr(os, "posix_fadvise", None)
+        if advise is None:
+            return
+        suffix = "vectors" if kind == "segments" else "frames"
+        for part in self.manifest.parts:
+            with contextlib.suppress(OSError):
+                fd = os.open(self.path / "parts" / f"{part.name}.{suffix}.npy", os.O_RDONLY)
+                try:
+                    advise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+                finally:
+                    os.close(fd)
+
     def stream_vectors(self, chunk: int = 8192, kind: str = "segments") -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(first_row, float16 block)`` over all segment (or frame) vectors, read in chunks.
 

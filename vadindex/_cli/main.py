@@ -520,8 +520,43 @@ def demo(out: str, seed: int | None, n_normal: int, n_anomaly: int, device: str,
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="vadindex")
+    """Console-script entry point.
+
+    The interpreter's own shutdown (tearing down every module and freeing its memory) takes 0.5-1.4 s
+    on a small CPU after a command that loaded PyTorch, and about 0.1 s after one that did not,
+    which is a tenth of a rescoring run; so once the exit handlers have run and the output is
+    flushed, the process exits at once. Everything the commands write is closed by then (index files
+    are written atomically and synced).
+    """
+    try:
+        cli(prog_name="vadindex")
+        code = 0
+    except SystemExit as exc:
+        code = _exit_status(exc.code)
+    _fast_exit(code)
+
+
+def _exit_status(code: object) -> int:
+    """The process status ``sys.exit(code)`` would give (a message goes to stderr, status 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    click.echo(str(code), err=True)
+    return 1
+
+
+def _fast_exit(code: int) -> None:
+    """Run the exit handlers, flush stdout and stderr, and end the process without finalisation."""
+    import atexit
+    import contextlib
+    import os
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe (`| head`) has nothing left to say
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
