@@ -34,6 +34,18 @@ def test_int8_image_embeddings_agree_with_fp32(encoder, int8_encoder, small_clip
     assert int8_encoder.identity.same_as(encoder.identity)
 
 
+def test_int8_leaves_a_resnet_towers_attention_pooling_alone() -> None:
+    # ModifiedResNet's AttentionPool2d reads q/k/v_proj.weight directly; quantising them made every
+    # image fail with "expected Tensor ... but got method" (vadindex-tiny is such a tower).
+    import torch
+
+    fp32 = load_encoder("vadindex-tiny", "builtin", "cpu")
+    int8 = load_encoder("vadindex-tiny", "builtin", "cpu", precision="int8")
+    assert isinstance(int8.model.visual.attnpool.q_proj, torch.nn.Linear)
+    frames = np.random.default_rng(0).integers(0, 255, (4, fp32.image_size, fp32.image_size, 3), np.uint8)
+    assert np.allclose(int8.encode_images(frames), fp32.encode_images(frames), atol=1e-5)
+
+
 def test_precision_choices() -> None:
     assert resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("auto", "cuda") == "fp16"

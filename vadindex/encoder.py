@@ -281,22 +281,42 @@ def quantize_image_tower(model: Any) -> Any:
 
     The text tower stays in fp32, so text embeddings, and so queries and prompts, are unchanged; the
     image embeddings agree with fp32 to a cosine of about 0.999 (see ``tests/test_speed_options.py``).
-    Attention projections inside ``nn.MultiheadAttention`` are not ``nn.Linear`` modules and stay fp32.
+    Attention projections inside ``nn.MultiheadAttention`` are not ``nn.Linear`` modules and stay fp32,
+    and so do the projections of a ResNet tower's attention pooling (``AttentionPool2d``), which
+    reads their weights directly instead of calling them (a quantised layer has no weight tensor).
     """
     import warnings
 
     import torch
 
     try:
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
     except ImportError:  # pragma: no cover - removed in some future torch
         raise ModelError(
             f"--precision int8 needs torch.ao.quantization, absent from torch {torch.__version__}"
         ) from None
+    parents = dict(model.visual.named_modules())
+    linear = [
+        name
+        for name, module in model.visual.named_modules()
+        # exactly nn.Linear, as quantize_dynamic's type matching does: nn.MultiheadAttention's
+        # out_proj (a subclass) must stay a float layer
+        if type(module) is torch.nn.Linear
+        and type(parents[name.rpartition(".")[0]]).__name__ not in _READS_LINEAR_WEIGHTS
+    ]
+    if not linear:
+        log.warning("--precision int8: the image tower has no linear layer to quantise; it runs in fp32")
+        return model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation notices about the eager-mode API
-        model.visual = quantize_dynamic(model.visual, {torch.nn.Linear}, dtype=torch.qint8)
+        model.visual = quantize_dynamic(
+            model.visual, dict.fromkeys(linear, default_dynamic_qconfig), dtype=torch.qint8
+        )
     return model
+
+
+#: Modules whose forward reads their ``nn.Linear`` children's ``weight``/``bias`` tensors directly.
+_READS_LINEAR_WEIGHTS = frozenset({"AttentionPool2d"})
 
 
 def check_backend(backend: str, device: str, precision: str) -> str:
