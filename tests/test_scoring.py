@@ -245,3 +245,21 @@ def test_aggregate_max_and_topk_mean_decisions() -> None:
         aggregate_segments(vids, scores, scores > 0.5, method="max", video_threshold=float("nan"))
     with pytest.raises(InputError, match="video aggregation"):
         aggregate_segments(vids, scores, scores > 0.5, method="median")
+
+
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_top_segments_match_a_loop(contiguous: bool) -> None:
+    from vadindex.aggregate import top_segments
+
+    rng = np.random.default_rng(4)
+    codes = np.sort(rng.integers(0, 9, 300)) if contiguous else rng.integers(0, 9, 300)
+    codes[codes == 4] = 5  # video 4 has no segment
+    scores = rng.integers(0, 20, 300).astype(float)  # many ties: the first row must win
+    rows, best = top_segments(codes, 10, scores)
+    for v in range(10):
+        mine = np.flatnonzero(codes == v)
+        if len(mine) == 0:
+            assert rows[v] == -1 and np.isnan(best[v])
+            continue
+        expected = mine[np.argmax(scores[mine])]  # argmax takes the first maximum
+        assert rows[v] == expected and best[v] == scores[expected]

@@ -217,27 +217,25 @@ def aggregate_segments(
     top_k: int = DEFAULT_VIDEO_TOP_K,
     strict: bool = False,
 ) -> pd.DataFrame:
-    """Group segments by video with any method of the module docstring.
+    """Group segments by video with any method of the module docstring (by id; see :func:`aggregate_codes`).
 
     Returns:
         One row per video in order of first appearance: ``video_id``, ``n_segments``,
         ``n_anomalous``, ``ratio``, ``max_score``, ``score`` (``s_v``), ``anomalous``.
     """
-    check_video_options(method, video_ratio, top_k, video_threshold)
     codes, uniques = pd.factorize(pd.Series(np.asarray(video_ids, dtype=object)), sort=False)
-    n = len(uniques)
-    anomalous = np.asarray(anomalous, dtype=bool)
-    counts = np.bincount(codes, minlength=n)
-    n_anom = np.bincount(codes, anomalous, minlength=n).astype(np.int64)  # weighted bincount is float
-    vs = video_scores(codes, n, scores, anomalous, method, top_k)
+    agg = aggregate_codes(
+        codes, len(uniques), scores, anomalous, method=method, video_ratio=video_ratio,
+        video_threshold=video_threshold, top_k=top_k, strict=strict,
+    )  # fmt: skip
     return pd.DataFrame(
         {
             "video_id": np.asarray(uniques, dtype=object),
-            "n_segments": counts,
-            "n_anomalous": n_anom,
-            "ratio": n_anom / np.maximum(counts, 1),
-            "max_score": video_scores(codes, n, scores, anomalous, "max"),
-            "score": vs,
-            "anomalous": decide_videos(vs, method, video_ratio, video_threshold, strict),
+            "n_segments": agg.n_segments,
+            "n_anomalous": agg.n_anomalous,
+            "ratio": agg.ratio,
+            "max_score": agg.max_score,
+            "score": agg.score,
+            "anomalous": agg.anomalous,
         }
     )
