@@ -47,14 +47,19 @@ def main() -> int:
             m = {k: res.metrics[k] for k in METRICS}
             rows.append({"seed": seed, **m, "seconds": round(time.perf_counter() - t, 1)})
             print(
-                f"seed {seed}: " + "  ".join(f"{k} {v:.3f}" for k, v in m.items()) + f"  ({rows[-1]['seconds']} s)",
+                f"seed {seed}: "
+                + "  ".join(f"{k} {v:.3f}" for k, v in m.items())
+                + f"  ({rows[-1]['seconds']} s)",
                 flush=True,
             )
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
     summary = {
-        k: {"mean": round(float(np.mean([r[k] for r in rows])), 4), "min": round(float(np.min([r[k] for r in rows])), 4)}
+        k: {
+            "mean": round(float(np.mean([r[k] for r in rows])), 4),
+            "min": round(float(np.min([r[k] for r in rows])), 4),
+        }
         for k in METRICS
     }
     for k, v in summary.items():

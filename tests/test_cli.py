@@ -144,15 +144,21 @@ def test_partial_failure_exit_status(tmp_path: Path, small_clips: Path) -> None:
     assert "Indexed 2 videos" in out and "broken.mp4" in err
 
 
-def test_the_console_script_exits_fast_with_its_status_and_all_its_output(built_index: Path, tmp_path: Path) -> None:
+def test_the_console_script_exits_fast_with_its_status_and_all_its_output(
+    built_index: Path, tmp_path: Path
+) -> None:
     """A real process: after torch is loaded, ``main`` ends it with ``os._exit`` once output is flushed."""
     import subprocess
     import sys
 
     cmd = [sys.executable, "-m", "vadindex._cli.main", "query", "--index", str(built_index)]
-    ok = subprocess.run([*cmd, "a car", "-k", "2", "--format", "json"], capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [*cmd, "a car", "-k", "2", "--format", "json"], capture_output=True, text=True, timeout=120
+    )
     assert ok.returncode == 0, ok.stderr
     assert len(json.loads(ok.stdout)) == 2  # every byte of stdout arrived
-    bad = subprocess.run([*cmd, "--image", str(tmp_path / "missing.png")], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [*cmd, "--image", str(tmp_path / "missing.png")], capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 2  # an input error after the model loaded keeps its status
     assert "missing.png: no such image" in bad.stderr

@@ -129,3 +129,47 @@ def test_checkpoint_hash_is_remembered_until_the_file_changes(tmp_path) -> None:
     # A damaged cache file is ignored.
     (user_cache_dir() / "sha256.json").write_text("{not json")
     assert checkpoint_sha256(ckpt) == hashlib.sha256(b"third, longer version").hexdigest()
+
+
+def test_safetensors_load_keeps_integer_buffers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    enc = load_encoder("vadindex-tiny", "builtin", "cpu")
+    ints = {k: v.dtype for k, v in enc.model.state_dict().items() if not v.is_floating_point()}
+    assert ints and all(dt == torch.int64 for dt in ints.values())  # BatchNorm's num_batches_tracked
+
+
+def test_skipping_init_in_two_threads_restores_torch_init() -> None:
+    import threading
+
+    import torch
+
+    from vadindex.encoder import _skip_weight_init
+
+    original = torch.nn.init.kaiming_uniform_
+    inside = threading.Event()
+    release = threading.Event()
+
+    def other() -> None:
+        with _skip_weight_init():
+            inside.set()
+            release.wait(5)
+
+    t = threading.Thread(target=other)
+    t.start()
+    assert inside.wait(5)
+    done = threading.Event()
+
+    def second() -> None:
+        with _skip_weight_init():
+            pass
+        done.set()
+
+    t2 = threading.Thread(target=second)
+    t2.start()
+    assert not done.wait(0.2)  # serialised behind the first
+    release.set()
+    t.join(5)
+    t2.join(5)
+    assert torch.nn.init.kaiming_uniform_ is original
+    assert torch.nn.Linear(8, 8).weight.abs().sum() > 0  # initialisation works again

@@ -153,3 +153,11 @@ def test_detect_with_a_set_reports_classes(built_index: Path, encoder, tmp_path:
     emb = spec.text_weights() @ t
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     assert np.allclose(res.class_sims, open_index(index).vectors() @ emb.T, atol=1e-4)
+
+
+def test_class_with_no_text_has_zero_similarity() -> None:
+    x = np.eye(3, dtype=np.float32)
+    e = np.eye(3, dtype=np.float32)
+    w = np.array([[1.0, 0, 0], [0, 0, 0]])
+    got = class_similarities(x @ e.T, e, w)
+    assert got.shape == (3, 2) and (got[:, 1] == 0).all() and np.allclose(got[:, 0], [1, 0, 0])

@@ -263,3 +263,16 @@ def test_top_segments_match_a_loop(contiguous: bool) -> None:
             continue
         expected = mine[np.argmax(scores[mine])]  # argmax takes the first maximum
         assert rows[v] == expected and best[v] == scores[expected]
+
+
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_top_segments_skip_nan_scores(contiguous: bool) -> None:
+    from vadindex.aggregate import top_segments
+
+    codes = np.array([0, 0, 1, 1, 2] if contiguous else [1, 0, 2, 0, 1])
+    scores = np.array([0.2, np.nan, 0.5, 0.1, np.nan])
+    rows, best = top_segments(codes, 3, scores)
+    # A NaN is never chosen over a number, and the chosen row belongs to its own video.
+    assert [codes[r] for r in rows] == [0, 1, 2]
+    assert not np.isnan(scores[rows[0]]) and not np.isnan(scores[rows[1]])
+    assert np.isnan(best[codes[1]]) and np.isnan(best[codes[4]])  # a NaN makes its video's maximum NaN

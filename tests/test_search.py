@@ -50,7 +50,9 @@ def test_api_query_text_and_image(built_index: Path, encoder, tmp_path: Path) ->
         idx.query(image=tmp_path / "missing.png")
 
 
-def test_api_detect_loads_the_model_once_and_only_for_new_prompts(built_index: Path, encoder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_api_detect_loads_the_model_once_and_only_for_new_prompts(
+    built_index: Path, encoder, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     import vadindex.search as search
 
     loads = []
@@ -67,3 +69,10 @@ def test_api_detect_loads_the_model_once_and_only_for_new_prompts(built_index: P
     fresh = VideoIndex(built_index)
     res = fresh.detect("a person juggling in the street")  # cached text: no model at all
     assert loads == [1] and len(res.videos) > 0
+    # A device given for one call is honoured (not the index's kept or lazy encoder).
+    devices = []
+    monkeypatch.setattr(
+        search, "load_index_encoder", lambda snap, device="auto", *a, **k: devices.append(device) or encoder
+    )
+    VideoIndex(built_index, device="auto").detect("a cat on a wall", device="cpu")
+    assert devices == ["cpu"]

@@ -139,7 +139,8 @@ def top_segments(codes: np.ndarray, n_videos: int, scores: np.ndarray) -> tuple[
     """Row and score of each video's highest-scoring segment (the first such row on ties).
 
     Linear when ``codes`` is non-decreasing (an index stores each video's segments as one run of
-    rows); a stable sort otherwise.
+    rows); a stable sort otherwise. A NaN score is never the top row (unless all of its video's
+    are), but it makes the video's maximum NaN, as ``np.maximum`` does.
 
     Returns:
         ``(rows, max_scores)``: ``-1`` and NaN for a video without segments.
@@ -150,19 +151,22 @@ def top_segments(codes: np.ndarray, n_videos: int, scores: np.ndarray) -> tuple[
     best = np.full(n_videos, np.nan)
     if len(a) == 0:
         return rows, best
+    finite = np.where(np.isnan(a), -np.inf, a)  # for choosing rows only
     if np.all(codes[1:] >= codes[:-1]):
         starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-        vmax = np.maximum.reduceat(a, starts)
         group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(a)]))
-        hits = np.flatnonzero(a == vmax[group])
-        first = hits[np.r_[True, group[hits][1:] != group[hits][:-1]]]
-        rows[codes[starts]] = first
-        best[codes[starts]] = vmax
+        hits = np.flatnonzero(finite == np.maximum.reduceat(finite, starts)[group])
+        rows[codes[starts]] = hits[np.r_[True, group[hits][1:] != group[hits][:-1]]]
+        best[codes[starts]] = np.maximum.reduceat(a, starts)
         return rows, best
-    order = np.lexsort((-a, codes))  # stable: among equal scores, the lower row comes first
+    order = np.lexsort((-finite, codes))  # stable: among equal scores, the lower row comes first
     lead = order[np.r_[True, codes[order][1:] != codes[order][:-1]]]
     rows[codes[lead]] = lead
-    best[codes[lead]] = a[lead]
+    top = np.full(n_videos, -np.inf)
+    with np.errstate(invalid="ignore"):  # a NaN score makes its video's maximum NaN, on purpose
+        np.maximum.at(top, codes, a)
+    present = np.bincount(codes, minlength=n_videos) > 0
+    best[present] = top[present]
     return rows, best
 
 

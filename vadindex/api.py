@@ -122,7 +122,7 @@ class VideoIndex:
         The model is loaded only when some prompt is not in the index's text cache, and then kept:
         later calls with new prompts encode them without loading it again.
         """
-        if "pretrained" not in options:
+        if "pretrained" not in options and options.get("device", self.device) == self.device:
             options.setdefault("encoder", self._encoder if self._encoder is not None else _LazyEncoder(self))
         options.setdefault("device", self.device)
         return detect(self.snapshot, prompts, **options)

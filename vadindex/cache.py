@@ -120,7 +120,9 @@ class IndexCache:
             with contextlib.suppress(OSError):
                 f.unlink()
 
-    def _lookup(self, prefix: str, texts: Sequence[str], width: int | None) -> dict[str, tuple[np.ndarray, int]]:
+    def _lookup(
+        self, prefix: str, texts: Sequence[str], width: int | None
+    ) -> dict[str, tuple[np.ndarray, int]]:
         """Where each text is cached: ``(block array, row)`` (every block has one row per text)."""
         wanted = set(texts)
         found: dict[str, tuple[np.ndarray, int]] = {}
@@ -254,7 +256,9 @@ def _gather(found: dict[str, tuple[np.ndarray, int]], texts: Sequence[str]) -> n
     no copy); otherwise the rows are copied, each a contiguous run.
     """
     first = found[texts[0]][0]
-    if all(found[t][0] is first and found[t][1] == j for j, t in enumerate(texts)) and len(first) == len(texts):
+    if all(found[t][0] is first and found[t][1] == j for j, t in enumerate(texts)) and len(first) == len(
+        texts
+    ):
         return first if first.dtype == np.float32 else first.astype(np.float32)
     out = np.empty((len(texts), first.shape[1]), dtype=np.float32)
     for j, t in enumerate(texts):

@@ -88,7 +88,12 @@ class DetectResult:
     @cached_property
     def segments(self) -> pd.DataFrame:
         """One row per segment, in index order (see :data:`SEGMENT_OUTPUT_COLUMNS`)."""
-        cols = dict(self.segment_columns)
+        return self.segment_table()
+
+    def segment_table(self, rows: np.ndarray | None = None) -> pd.DataFrame:
+        """The rows of :attr:`segments` selected by a boolean mask or row numbers (all if ``None``),
+        built from those rows alone."""
+        cols = {k: (v if rows is None else v[rows]) for k, v in self.segment_columns.items()}
         row = cols.pop("video_row")
         cols["video"] = self.video_names[row]
         cols["video_id"] = self.video_ids[row]
@@ -147,9 +152,13 @@ class DetectResult:
         _write_records(stream, self.videos)
         if segments != "none":
             stream.write(',\n  "segments": ')
-            table = self.segments
-            if segments == "anomalous":
-                table = table[self.segment_columns["anomalous"]]
+            mask = self.segment_columns["anomalous"]
+            if segments == "all":
+                table = self.segments
+            elif "segments" in self.__dict__:  # already built: filter it
+                table = self.segments[mask]
+            else:
+                table = self.segment_table(mask)
             _write_records(stream, table)
         if self.metrics is not None:
             stream.write(f',\n  "metrics": {_indented(self.metrics)}')

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -524,6 +525,11 @@ class OpenClipEncoder:
         )
 
 
+#: Held while ``torch.nn.init`` is patched, so two threads building models never record each other's
+#: no-ops as the originals (reentrant: a nested build in the same thread restores in order).
+_INIT_PATCH_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _skip_weight_init() -> Iterator[None]:
     """Make ``torch.nn.init``'s in-place initialisers no-ops while a model is built.
@@ -537,26 +543,27 @@ def _skip_weight_init() -> Iterator[None]:
 
     import torch
 
-    originals = {
-        name: fn
-        for name, fn in vars(torch.nn.init).items()
-        if name.endswith("_") and not name.startswith("_") and callable(fn)
-    }
-    by_id = {id(fn) for fn in originals.values()}
-    patched: list[tuple[Any, str, Any]] = []
-    for mod_name, mod in list(sys.modules.items()):
-        if mod is None or not mod_name.startswith(("torch.nn", "open_clip", "timm")):
-            continue
-        for attr, value in list(vars(mod).items()):
-            if id(value) in by_id and callable(value):
-                patched.append((mod, attr, value))
-    try:
-        for mod, attr, _ in patched:
-            setattr(mod, attr, lambda tensor, *args, **kwargs: tensor)
-        yield
-    finally:
-        for mod, attr, value in patched:
-            setattr(mod, attr, value)
+    with _INIT_PATCH_LOCK:
+        originals = {
+            name: fn
+            for name, fn in vars(torch.nn.init).items()
+            if name.endswith("_") and not name.startswith("_") and callable(fn)
+        }
+        by_id = {id(fn) for fn in originals.values()}
+        patched: list[tuple[Any, str, Any]] = []
+        for mod_name, mod in list(sys.modules.items()):
+            if mod is None or not mod_name.startswith(("torch.nn", "open_clip", "timm")):
+                continue
+            for attr, value in list(vars(mod).items()):
+                if id(value) in by_id and callable(value):
+                    patched.append((mod, attr, value))
+        try:
+            for mod, attr, _ in patched:
+                setattr(mod, attr, lambda tensor, *args, **kwargs: tensor)
+            yield
+        finally:
+            for mod, attr, value in patched:
+                setattr(mod, attr, value)
 
 
 def load_encoder(
@@ -621,9 +628,11 @@ def load_encoder(
             if path.suffix == ".safetensors":
                 from safetensors.torch import load_file
 
-                state = {k: v.float() for k, v in load_file(str(path)).items()}
-                # assign: the loaded tensors become the parameters, so the weights are not held
-                # twice (the never-initialised ones are freed untouched).
+                # Each tensor in the model's own dtype (a file may hold fp16 weights, or integer
+                # counters stored as floats); assign: the loaded tensors become the parameters, so
+                # the weights are not held twice (the never-initialised ones are freed untouched).
+                dtypes = {k: t.dtype for k, t in clip.state_dict().items()}
+                state = {k: v.to(dtypes.get(k, v.dtype)) for k, v in load_file(str(path)).items()}
                 clip.load_state_dict(state, strict=True, assign=True)
             else:
                 open_clip.load_checkpoint(clip, str(path), weights_only=True)

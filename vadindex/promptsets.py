@@ -285,7 +285,9 @@ def class_similarities(text_sims: np.ndarray, text_vectors: np.ndarray, weights:
     out = np.empty((scaled.shape[0], by_text.shape[1]), dtype=np.float32)
     for c, row in enumerate(scaled):
         used = np.flatnonzero(row)
-        if len(used) == 1:
+        if len(used) == 0:
+            out[c] = 0.0
+        elif len(used) == 1:
             np.multiply(by_text[used[0]], row[used[0]], out=out[c])
         else:
             contiguous = used[-1] - used[0] + 1 == len(used)  # a class's texts are usually adjacent

@@ -361,7 +361,9 @@ class IndexSnapshot:
             try:
                 table = pq.read_table(file, columns=names)
             except FileNotFoundError:
-                raise StoreError(f"{file}: missing from the index; run `vadindex check {self.path}`") from None
+                raise StoreError(
+                    f"{file}: missing from the index; run `vadindex check {self.path}`"
+                ) from None
             except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for damaged files
                 raise StoreError(f"{file}: unreadable ({str(exc).splitlines()[0]})") from None
             for c in names:
@@ -391,7 +393,9 @@ class IndexSnapshot:
         ids = pd.Index(videos["video_id"].astype(str))
         codes = ids.get_indexer(self.segments["video_id"].astype(str))
         if (codes < 0).any():
-            raise StoreError(f"{self.path}: segments of videos missing from the video table; run `vadindex check`")
+            raise StoreError(
+                f"{self.path}: segments of videos missing from the video table; run `vadindex check`"
+            )
         return codes.astype(np.int64)
 
     def _read_parquet(self, file: Path) -> pd.DataFrame:
@@ -444,6 +448,9 @@ class IndexSnapshot:
         valid only until the next one is yielded.
         """
         suffix = "vectors" if kind == "segments" else "frames"
+        largest = max(
+            (p.segments if kind == "segments" else p.frames for p in self.manifest.parts), default=1
+        )
         buffer: np.ndarray | None = None
         row = 0
         for part in self.manifest.parts:
@@ -451,13 +458,15 @@ class IndexSnapshot:
             mapped = self._load_npy(file)  # validates the header; gives offset, shape and dtype
             n, dim = mapped.shape
             if buffer is None or buffer.shape[1] != dim or buffer.dtype != mapped.dtype:
-                buffer = np.empty((min(chunk, max(n, 1)), dim), dtype=mapped.dtype)
+                buffer = np.empty((max(1, min(chunk, max(n, largest))), dim), dtype=mapped.dtype)
             with open(file, "rb") as fh:
                 fh.seek(mapped.offset)
                 for i in range(0, n, len(buffer)):
                     view = buffer[: min(len(buffer), n - i)]
                     if fh.readinto(memoryview(view).cast("B")) != view.nbytes:
-                        raise StoreError(f"{file}: shorter than its header says; run `vadindex check {self.path}`")
+                        raise StoreError(
+                            f"{file}: shorter than its header says; run `vadindex check {self.path}`"
+                        )
                     yield row + i, view
             row += n
 

@@ -1550,7 +1550,12 @@ def write_mp4(path: Path, frames: Iterator[np.ndarray], fps: int, crf: int = 23)
                 stream.width, stream.height = frame.shape[1], frame.shape[0]
                 stream.pix_fmt = "yuv420p"
                 stream.codec_context.time_base = Fraction(1, fps)
-                stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1", **_x264_determinism()}
+                stream.options = {
+                    "crf": str(crf),
+                    "preset": "veryfast",
+                    "threads": "1",
+                    **_x264_determinism(),
+                }
                 stream.thread_count = 1
             vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
             vf.pts = count
