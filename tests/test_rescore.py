@@ -126,15 +126,28 @@ def test_cache_follows_the_index_generation(
 
 
 def test_damaged_or_half_written_blocks_are_ignored(index: Path, encoder) -> None:  # type: ignore[no-untyped-def]
-    detect(index, PROMPTS, encoder=encoder)
+    before = detect(index, PROMPTS, encoder=encoder)
     folder = index / CACHE_DIR
-    for f in folder.glob("sims-*.npy"):
+    damaged = list(folder.glob("simt-*.npy"))
+    assert damaged  # the similarity blocks this test damages exist
+    for f in damaged:
         f.write_bytes(b"not an array")
-    (folder / "sims-segments-half-written.json").write_text("{")  # an interrupted writer's leftovers
+    (folder / "simt-segments-half-written.json").write_text("{")  # an interrupted writer's leftovers
     counting = CountingEncoder(encoder)
     res = detect(index, PROMPTS, encoder=counting)
     assert counting.texts == []  # text vectors were fine; similarities were recomputed from the store
+    assert np.allclose(res.segments["score"], before.segments["score"], atol=1e-6)
+
+
+def test_blocks_of_the_old_row_major_layout_are_ignored_and_removed(index: Path, encoder) -> None:  # type: ignore[no-untyped-def]
+    folder = index / CACHE_DIR
+    folder.mkdir(exist_ok=True)
+    old = folder / "sims-segments-oldmodel-g000001-abc-def"
+    np.save(old.with_suffix(".npy"), np.zeros((3, 2), np.float32))
+    old.with_suffix(".json").write_text('{"texts": ["people fighting", "x"], "shape": [3, 2]}')
+    res = detect(index, "a brand new prompt for this test", encoder=encoder)  # a miss: writes and prunes
     assert res.segments["score"].notna().all()
+    assert not old.with_suffix(".json").exists() and not old.with_suffix(".npy").exists()
 
 
 def test_blocks_are_compacted(index: Path, encoder) -> None:  # type: ignore[no-untyped-def]

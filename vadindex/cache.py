@@ -182,11 +182,17 @@ class IndexCache:
 
     # -- similarity matrices --------------------------------------------------------------------
 
+    def _sims_block(self, kind: str) -> tuple[str, int]:
+        """Name prefix and width (rows of the index) of ``kind`` similarity blocks."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}")
+        m = self.snap.manifest
+        return f"simt-{kind}-{self.model}-{self.state}-", m.n_segments if kind == "segments" else m.n_frames
+
     def uncached(self, kind: str, texts: Sequence[str]) -> list[str]:
         """The texts whose similarities to every ``kind`` row are not cached yet."""
-        m = self.snap.manifest
-        rows = m.n_segments if kind == "segments" else m.n_frames
-        found = self._lookup(f"simt-{kind}-{self.model}-{self.state}-", texts, rows)
+        prefix, rows = self._sims_block(kind)
+        found = self._lookup(prefix, texts, rows)
         return [t for t in dict.fromkeys(texts) if t not in found]
 
     def similarities(self, kind: str, texts: Sequence[str], text_vectors: np.ndarray) -> np.ndarray:
@@ -196,11 +202,7 @@ class IndexCache:
         the transpose of a text-major array (column-major, each text's column contiguous), often a
         read-only memory map of the cache: read it, do not write into it.
         """
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}")
-        m = self.snap.manifest
-        rows = m.n_segments if kind == "segments" else m.n_frames
-        prefix = f"simt-{kind}-{self.model}-{self.state}-"
+        prefix, rows = self._sims_block(kind)
         found = self._lookup(prefix, texts, rows)
         missing = [t for t in dict.fromkeys(texts) if t not in found]
         if missing:
@@ -256,9 +258,10 @@ def _gather(found: dict[str, tuple[np.ndarray, int]], texts: Sequence[str]) -> n
     no copy); otherwise the rows are copied, each a contiguous run.
     """
     first = found[texts[0]][0]
-    if all(found[t][0] is first and found[t][1] == j for j, t in enumerate(texts)) and len(first) == len(
-        texts
-    ):
+    whole = len(first) == len(texts) and all(
+        found[t][0] is first and found[t][1] == j for j, t in enumerate(texts)
+    )
+    if whole:
         return first if first.dtype == np.float32 else first.astype(np.float32)
     out = np.empty((len(texts), first.shape[1]), dtype=np.float32)
     for j, t in enumerate(texts):

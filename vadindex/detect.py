@@ -136,8 +136,8 @@ class DetectResult:
     def write_json(self, stream: TextIO, segments: str = "all") -> None:
         """Write :meth:`to_dict`'s object as indented JSON, streaming the row tables.
 
-        Row tables are rendered by pandas' C JSON writer, one row object per line, and never parsed
-        back into Python objects, so a million segments take seconds, not minutes.
+        Row tables are rendered by pandas' C JSON writer (see :func:`_write_records`) and never
+        parsed back into Python objects, so a million segments take seconds, not minutes.
 
         Args:
             stream: where to write.

@@ -140,14 +140,15 @@ def checkpoint_sha256(path: Path) -> str:
 
     Every load checks the weights against the index's recorded hash, and hashing a ViT-L-14
     checkpoint takes seconds, so the hash is remembered in ``user_cache_dir()/sha256.json`` under
-    the file's path, size, modification time and inode (the test git's index uses); a file that
+    the file's path, size, modification time and inode (as git's index does); a file that
     changes in any of these is hashed again. Where the cache cannot be written the file is hashed
     every time.
     """
     import json
 
     st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{st.st_dev}"
+    prefix = f"{path.resolve()}|"
+    key = f"{prefix}{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{st.st_dev}"
     store = user_cache_dir() / "sha256.json"
     try:
         known = json.loads(store.read_text(encoding="utf-8"))
@@ -159,7 +160,6 @@ def checkpoint_sha256(path: Path) -> str:
     if isinstance(digest, str) and len(digest) == 64:
         return digest
     digest = sha256_file(path)
-    prefix = f"{path.resolve()}|"
     known = {k: v for k, v in known.items() if not k.startswith(prefix)}  # forget older versions
     known[key] = digest
     try:
@@ -544,12 +544,11 @@ def _skip_weight_init() -> Iterator[None]:
     import torch
 
     with _INIT_PATCH_LOCK:
-        originals = {
-            name: fn
+        by_id = {
+            id(fn)
             for name, fn in vars(torch.nn.init).items()
             if name.endswith("_") and not name.startswith("_") and callable(fn)
         }
-        by_id = {id(fn) for fn in originals.values()}
         patched: list[tuple[Any, str, Any]] = []
         for mod_name, mod in list(sys.modules.items()):
             if mod is None or not mod_name.startswith(("torch.nn", "open_clip", "timm")):

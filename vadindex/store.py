@@ -458,7 +458,7 @@ class IndexSnapshot:
             mapped = self._load_npy(file)  # validates the header; gives offset, shape and dtype
             n, dim = mapped.shape
             if buffer is None or buffer.shape[1] != dim or buffer.dtype != mapped.dtype:
-                buffer = np.empty((max(1, min(chunk, max(n, largest))), dim), dtype=mapped.dtype)
+                buffer = np.empty((max(1, min(chunk, largest)), dim), dtype=mapped.dtype)
             with open(file, "rb") as fh:
                 fh.seek(mapped.offset)
                 for i in range(0, n, len(buffer)):

@@ -1114,9 +1114,8 @@ def _plan_fall(
     rng: np.random.Generator, layout: _Layout, span: tuple[int, int], n: int, fps: int, people: list[_Person]
 ) -> None:
     ey0, ey1 = layout.event_box[2:]
-    gy = float(
-        rng.uniform(ey0, min(ey1, 0.9 * layout.height))
-    )  # keep the fallen body clear of the bottom edge
+    # Keep the fallen body clear of the bottom edge.
+    gy = float(rng.uniform(ey0, min(ey1, 0.9 * layout.height)))
     gx = float(rng.uniform(*layout.event_box[:2]))
     h = layout.person_height(gy)
     p = _Person(n, rng)
