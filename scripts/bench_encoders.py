@@ -45,7 +45,7 @@ def main() -> None:
 
     from vadindex.encoder import load_encoder
 
-    fp32 = load_encoder(args.model, args.pretrained, "cpu")
+    fp32 = load_encoder(args.model, args.pretrained, "cpu", "fp32")
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (args.batch_size, fp32.image_size, fp32.image_size, 3), np.uint8)
     rows: dict[str, dict[str, float]] = {}

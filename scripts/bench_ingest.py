@@ -8,13 +8,17 @@ All three are measured in one run on the same videos and the same model:
 - ``encoder_fps``: the same encoder on the same frames, already decoded and preprocessed, in full
   batches of ``--batch-size`` (the mean of a run just before and one just after the build);
 - ``naive_fps``: OpenCV reads every frame, every ``native_fps / fps``-th frame goes through PIL and
-  open_clip's own preprocessing and is encoded alone (batch size 1).
+  open_clip's own preprocessing and is encoded alone (batch size 1) by the model as open_clip
+  builds it (PyTorch fp32, whatever ``--precision`` the build uses).
+
+``--precision`` defaults to vadindex's own default, ``auto``: on an x86 CPU the build checks int8
+against fp32 on its first frames and moves to int8 if they agree (``int8_check`` in the output).
 
 The last line printed is one JSON object with the figures.
 
     python scripts/bench_ingest.py                       # all clips in ../shared/data/videos
     python scripts/bench_ingest.py --limit 6 --naive-limit 3
-    python scripts/bench_ingest.py --precision int8
+    python scripts/bench_ingest.py --precision fp32
     python scripts/bench_ingest.py --backend onnxruntime      # needs pip install onnxruntime onnx
 """
 
@@ -92,6 +96,7 @@ def run_naive(paths: list[Path], encoder, fps: float) -> tuple[int, float]:  # t
     from PIL import Image
 
     model = encoder.model
+    device = next(model.parameters()).device
     pp = open_clip.get_model_preprocess_cfg(model)
     preprocess = open_clip.image_transform(
         encoder.image_size, is_train=False, mean=pp.get("mean"), std=pp.get("std"),
@@ -110,10 +115,10 @@ def run_naive(paths: list[Path], encoder, fps: float) -> tuple[int, float]:  # t
                 break
             if index >= next_pick:
                 next_pick += step
-                image = preprocess(Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))).unsqueeze(0)
+                image = preprocess(Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))).unsqueeze(0).to(device)
                 with torch.inference_mode():
                     emb = model.encode_image(image)
-                    torch.nn.functional.normalize(emb, dim=-1).numpy()
+                    torch.nn.functional.normalize(emb, dim=-1).cpu().numpy()
                 n += 1
             index += 1
         cap.release()
@@ -188,7 +193,7 @@ def main() -> None:
     ap.add_argument("--naive-limit", type=int, default=None, help="Run the naive loop on this many of them.")
     ap.add_argument("--model", default="ViT-B-32")
     ap.add_argument("--pretrained", default="random")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "int8", "fp16", "auto"])
+    ap.add_argument("--precision", default="auto", choices=["fp32", "int8", "fp16", "auto"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
     ap.add_argument("--batch-size", type=int, default=None, help="[default: vadindex's DEFAULT_BATCH_SIZE]")
@@ -277,7 +282,10 @@ def main() -> None:
 
     naive_fps = naive_n = None
     if not args.skip_naive:
-        naive_n, naive_s = run_naive(naive_paths, encoder, DEFAULT_FPS)
+        naive_encoder = encoder
+        if encoder.precision != "fp32":  # int8 replaced the image tower: the naive loop gets open_clip's own
+            naive_encoder = load_encoder(args.model, args.pretrained, args.device, "fp32", threads=args.threads)
+        naive_n, naive_s = run_naive(naive_paths, naive_encoder, DEFAULT_FPS)
         naive_fps = naive_n / naive_s
         print(
             f"naive: {naive_n} frames in {naive_s:.1f} s = {naive_fps:.2f} frames/s ({len(naive_paths)} videos)"
@@ -289,6 +297,7 @@ def main() -> None:
         "frames": frames_done,
         "model": args.model,
         "precision": encoder.precision,
+        "int8_check": encoder.int8_check,
         "backend": encoder.backend,
         "batch_size": batch_size,
         "torch_threads": torch.get_num_threads(),

@@ -71,10 +71,14 @@ def write_video(
 
 @pytest.fixture(scope="session")
 def encoder():  # type: ignore[no-untyped-def]
-    """A tiny random-initialised open_clip model (seeded: the same in every process)."""
+    """A tiny random-initialised open_clip model (seeded: the same in every process), in fp32.
+
+    fp32, not ``auto``: on a CPU ``auto`` moves to int8 after its first frames, and tests compare
+    with this encoder as the reference.
+    """
     from vadindex.encoder import load_encoder
 
-    return load_encoder(TEST_MODEL, "random", "cpu")
+    return load_encoder(TEST_MODEL, "random", "cpu", "fp32")
 
 
 @pytest.fixture(scope="session")

@@ -91,3 +91,103 @@ def test_backend_choices() -> None:
         check_backend("onnxruntime", "cpu", "int8")
     with pytest.raises(InputError, match="backend"):
         check_backend("tensorrt", "cpu", "fp32")
+
+
+def _frames(n: int, size: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (n, size, size, 3), np.uint8)
+
+
+def test_auto_moves_to_int8_after_checking_it_on_the_first_frames(encoder) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from vadindex.config import INT8_PROBE_FRAMES
+
+    from vadindex.encoder import int8_is_fast
+
+    if not int8_is_fast():
+        pytest.skip("int8 is not fast on this CPU; auto stays in fp32")
+    auto = load_encoder("vadindex-test", "random", "cpu", "auto")
+    first = _frames(INT8_PROBE_FRAMES - 8, encoder.image_size)
+    # While it checks, it answers in fp32, exactly the fp32 encoder's embeddings.
+    assert np.array_equal(auto.encode_images(first), encoder.encode_images(first))
+    assert auto.precision == "fp32" and auto.int8_check is None
+    more = _frames(16, encoder.image_size, seed=1)
+    assert np.array_equal(auto.encode_images(more), encoder.encode_images(more))
+    check = auto.int8_check
+    assert check is not None and check["accepted"] and check["frames"] == INT8_PROBE_FRAMES + 8
+    assert check["min_cosine"] >= 0.998 and check["mean_cosine"] >= check["min_cosine"]
+    assert auto.precision == "int8"
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in auto.model.visual.modules())
+    later = _frames(8, encoder.image_size, seed=2)
+    out = auto.encode_images(later)
+    assert not np.array_equal(out, encoder.encode_images(later))  # now int8 ...
+    assert (out * encoder.encode_images(later)).sum(axis=1).min() > 0.995  # ... and faithful
+    texts = ["a person running"]
+    assert np.array_equal(auto.encode_texts(texts), encoder.encode_texts(texts))
+
+
+def test_auto_stays_in_fp32_when_int8_disagrees(encoder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    import vadindex.config as C
+    import vadindex.encoder as E
+
+    monkeypatch.setattr(E, "int8_is_fast", lambda: True)
+    monkeypatch.setattr(C, "INT8_MIN_COSINE", 1.5)  # no cosine reaches it
+    auto = load_encoder("vadindex-test", "random", "cpu", "auto")
+    frames = _frames(C.INT8_PROBE_FRAMES, encoder.image_size)
+    assert np.array_equal(auto.encode_images(frames), encoder.encode_images(frames))
+    assert auto.int8_check is not None and not auto.int8_check["accepted"]
+    assert auto.precision == "fp32"
+    assert any(type(m) is torch.nn.Linear for m in auto.model.visual.modules())
+    later = _frames(4, encoder.image_size, seed=3)
+    assert np.array_equal(auto.encode_images(later), encoder.encode_images(later))
+
+
+def test_auto_is_plain_fp32_where_int8_is_not_fast_or_not_possible(encoder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import vadindex.encoder as E
+
+    monkeypatch.setattr(E, "int8_is_fast", lambda: False)
+    auto = load_encoder("vadindex-test", "random", "cpu", "auto")
+    frames = _frames(40, encoder.image_size)
+    assert np.array_equal(auto.encode_images(frames), encoder.encode_images(frames))
+    assert auto.precision == "fp32" and auto.int8_check is None
+    monkeypatch.undo()
+    # A ResNet tower has nothing to quantise (its attention pooling stays float): no check, fp32.
+    tiny = load_encoder("vadindex-tiny", "builtin", "cpu", "auto")
+    tiny.encode_images(_frames(40, tiny.image_size))
+    assert tiny.precision == "fp32" and tiny.int8_check is None
+    # An explicit fp32 never checks.
+    fp32 = load_encoder("vadindex-test", "random", "cpu", "fp32")
+    fp32.encode_images(frames)
+    assert fp32.precision == "fp32" and fp32.int8_check is None
+
+
+def test_auto_build_records_what_it_chose(encoder, small_clips: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import vadindex.encoder as E
+
+    monkeypatch.setattr(E, "int8_is_fast", lambda: True)
+    auto = load_encoder("vadindex-test", "random", "cpu", "auto")
+    summary = build_index([small_clips], tmp_path / "ix", encoder=auto, progress=False, commit_every=1)
+    assert summary.precision == "int8" and summary.int8_check is not None
+    assert summary.to_dict()["int8_check"]["accepted"] is True
+    snap = open_index(tmp_path / "ix")
+    parts = json.loads((tmp_path / "ix" / "manifest.json").read_text())["parts"]
+    # The first videos were encoded while the check ran (fp32 embeddings); the rest in int8.
+    assert [p["precision"] for p in parts][0] == "fp32" and [p["precision"] for p in parts][-1] == "int8"
+    assert {p["precision"] for p in parts} == {"fp32", "int8"}
+    reference = tmp_path / "ref"
+    build_index([small_clips], reference, encoder=encoder, progress=False)
+    ref = open_index(reference)
+    assert ((snap.vectors() * ref.vectors()).sum(axis=1)).min() > 0.995
+    assert [p.precision for p in ref.manifest.parts] == ["fp32"]
+
+
+def test_image_queries_do_not_run_the_int8_check(encoder, small_clips: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from vadindex.search import load_index_encoder
+
+    build_index([small_clips / "fight"], tmp_path / "ix", encoder=encoder, progress=False)
+    loaded = load_index_encoder(open_index(tmp_path / "ix"), "cpu")
+    assert loaded.precision == "fp32" and loaded._probe is None  # type: ignore[attr-defined]

@@ -19,10 +19,19 @@ DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = {"ViT-B-32": "laion2b_s34b_b79k"}
 DEFAULT_DEVICE = "auto"
 DEFAULT_BATCH_SIZE = 64
-#: Encoder arithmetic: ``auto`` is fp16 autocast on CUDA and fp32 elsewhere; ``int8`` (CPU) quantises
-#: the image tower's linear layers dynamically, ``fp16`` needs CUDA. See BENCHMARKS.md.
+#: Encoder arithmetic: ``auto`` is fp16 autocast on CUDA; on an x86 CPU it is fp32 for the first
+#: ``INT8_PROBE_FRAMES`` frames, each also encoded in int8, and int8 from then on if every one of
+#: them agreed with fp32 to a cosine of at least ``INT8_MIN_COSINE`` (else fp32 throughout).
+#: ``int8`` (CPU) quantises the image tower's linear layers dynamically, ``fp16`` needs CUDA.
+#: See BENCHMARKS.md.
 DEFAULT_PRECISION = "auto"
-#: Image-tower runtime: ``torch``, or ``onnxruntime`` (CPU fp32, ~1.7x faster, an optional install).
+#: Frames ``--precision auto`` encodes both ways on a CPU before it settles on int8 or fp32.
+INT8_PROBE_FRAMES = 32
+#: Lowest cosine between an int8 and an fp32 embedding of the same frame that ``auto`` accepts. A
+#: cosine c moves a similarity by at most sqrt(2 (1 - c)): 0.063 at 0.998; the error is spread over
+#: all 512 dimensions, so a text similarity typically moves by ~0.003.
+INT8_MIN_COSINE = 0.998
+#: Image-tower runtime: ``torch``, or ``onnxruntime`` (CPU fp32, ~1.2x faster here, an optional install).
 DEFAULT_BACKEND = "torch"
 #: FAISS index type: ``auto`` searches exactly (float16 scan) below 200,000 segments and with an
 #: IVF index above; ``flat``, ``ivf`` or ``hnsw`` force one (see :mod:`vadindex.ann`).

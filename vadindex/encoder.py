@@ -9,7 +9,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
@@ -263,7 +263,9 @@ def resolve_precision(precision: str, device: str) -> str:
     """Turn ``auto`` into ``fp16`` on CUDA and ``fp32`` elsewhere; refuse combinations that cannot run.
 
     ``int8`` quantises the image tower's linear layers dynamically (weights int8, activations
-    quantised per batch; PyTorch's CPU kernels), ``fp16`` autocasts on CUDA.
+    quantised per batch; PyTorch's CPU kernels), ``fp16`` autocasts on CUDA. This is the precision an
+    encoder starts in: :func:`load_encoder` with ``auto`` on a CPU may move to int8 after checking
+    it on the first frames (see :class:`OpenClipEncoder`).
     """
     if precision not in PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -281,11 +283,23 @@ def quantize_image_tower(model: Any) -> Any:
     """Dynamic int8 quantisation of the image tower's ``nn.Linear`` layers, in place; returns ``model``.
 
     The text tower stays in fp32, so text embeddings, and so queries and prompts, are unchanged; the
-    image embeddings agree with fp32 to a cosine of about 0.999 (see ``tests/test_speed_options.py``).
+    image embeddings agree with fp32 to a cosine of about 0.9998 (random ViT-B-32 weights; see
+    ``tests/test_speed_options.py``), and ``--precision auto`` checks that on the frames it encodes.
     Attention projections inside ``nn.MultiheadAttention`` are not ``nn.Linear`` modules and stay fp32,
     and so do the projections of a ResNet tower's attention pooling (``AttentionPool2d``), which
     reads their weights directly instead of calling them (a quantised layer has no weight tensor).
     """
+    quantized = quantized_tower(model.visual, inplace=True)
+    if quantized is None:
+        log.warning("--precision int8: the image tower has no linear layer to quantise; it runs in fp32")
+        return model
+    model.visual = quantized
+    return model
+
+
+def quantized_tower(visual: Any, inplace: bool = False) -> Any:
+    """``visual`` with its quantisable ``nn.Linear`` layers in dynamic int8 (a copy unless ``inplace``);
+    ``None`` when it has none (a ResNet tower's only linear layers are its attention pooling's)."""
     import warnings
 
     import torch
@@ -296,24 +310,34 @@ def quantize_image_tower(model: Any) -> Any:
         raise ModelError(
             f"--precision int8 needs torch.ao.quantization, absent from torch {torch.__version__}"
         ) from None
-    parents = dict(model.visual.named_modules())
+    parents = dict(visual.named_modules())
     linear = [
         name
-        for name, module in model.visual.named_modules()
+        for name, module in visual.named_modules()
         # exactly nn.Linear, as quantize_dynamic's type matching does: nn.MultiheadAttention's
         # out_proj (a subclass) must stay a float layer
         if type(module) is torch.nn.Linear
         and type(parents[name.rpartition(".")[0]]).__name__ not in _READS_LINEAR_WEIGHTS
     ]
     if not linear:
-        log.warning("--precision int8: the image tower has no linear layer to quantise; it runs in fp32")
-        return model
+        return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation notices about the eager-mode API
-        model.visual = quantize_dynamic(
-            model.visual, dict.fromkeys(linear, default_dynamic_qconfig), dtype=torch.qint8
+        return quantize_dynamic(
+            visual, dict.fromkeys(linear, default_dynamic_qconfig), dtype=torch.qint8, inplace=inplace
         )
-    return model
+
+
+def int8_is_fast() -> bool:
+    """True where PyTorch's dynamic int8 kernels beat fp32: an x86 CPU with AVX2 or AVX-512 (FBGEMM).
+
+    Elsewhere (ARM's QNNPACK, CPUs without AVX2) ``--precision auto`` stays in fp32.
+    """
+    import torch
+
+    engine = torch.backends.quantized.engine
+    capability = torch.backends.cpu.get_cpu_capability()
+    return engine in ("x86", "fbgemm") and capability.startswith(("AVX2", "AVX512"))
 
 
 #: Modules whose forward reads their ``nn.Linear`` children's ``weight``/``bias`` tensors directly.
@@ -420,6 +444,13 @@ class OpenClipEncoder:
     Images are normalised with the model's own mean and std in one batched step on the device,
     then encoded under ``torch.inference_mode`` (with fp16 autocast when ``precision`` is ``fp16``),
     or by ONNX Runtime with ``backend="onnxruntime"``.
+
+    With ``int8_probe`` (``--precision auto`` on a CPU where int8 is fast), the encoder starts in
+    fp32 and also encodes its first ``INT8_PROBE_FRAMES`` frames with an int8 copy of the image tower;
+    it returns the fp32 embeddings meanwhile, and moves to int8 for good only if every probed frame
+    agreed with fp32 to a cosine of ``INT8_MIN_COSINE`` or more. The check runs on the user's own
+    weights and frames, which is what "equal quality" has to mean for weights this code has never
+    seen. ``precision`` says where it stands (``fp32`` until then), ``int8_check`` what was measured.
     """
 
     def __init__(
@@ -430,6 +461,7 @@ class OpenClipEncoder:
         device: str,
         precision: str = DEFAULT_PRECISION,
         backend: str = DEFAULT_BACKEND,
+        int8_probe: bool = False,
     ) -> None:
         import open_clip
         import torch
@@ -454,6 +486,12 @@ class OpenClipEncoder:
         self._onnx = (
             OnnxImageTower(model.visual, self.image_size, identity) if backend == "onnxruntime" else None
         )
+        #: What the int8 check measured: ``{"frames", "min_cosine", "mean_cosine", "accepted"}``, or
+        #: ``None`` while it runs or when there is none.
+        self.int8_check: dict[str, Any] | None = None
+        self._probe: _Int8Probe | None = None
+        if int8_probe and self.precision == "fp32" and self._onnx is None and device == "cpu":
+            self._probe = _Int8Probe()
 
     def _autocast(self) -> Any:
         import contextlib
@@ -482,7 +520,49 @@ class OpenClipEncoder:
             else:
                 emb = self.model.encode_image(x).float()
             emb = torch.nn.functional.normalize(emb, dim=-1)
+            if self._probe is not None:
+                self._probe_int8(x, emb)
         return emb.cpu().numpy()
+
+    def _probe_int8(self, x: Any, reference: Any) -> None:
+        """Encode ``x`` with the int8 candidate, compare with the fp32 ``reference``, decide when done."""
+        import torch
+
+        from vadindex.config import INT8_MIN_COSINE, INT8_PROBE_FRAMES
+
+        probe = self._probe
+        assert probe is not None
+        if probe.tower is None:
+            probe.tower = quantized_tower(self.model.visual)
+            if probe.tower is None:  # nothing to quantise (a ResNet tower): fp32 it is, silently
+                self._probe = None
+                return
+        emb = torch.nn.functional.normalize(probe.tower(x).float(), dim=-1)
+        probe.cosines.append((emb * reference).sum(dim=-1).cpu().numpy())
+        cosines = np.concatenate(probe.cosines)
+        if len(cosines) < INT8_PROBE_FRAMES:
+            return
+        accepted = bool(cosines.min() >= INT8_MIN_COSINE)
+        self.int8_check = {
+            "frames": len(cosines),
+            "min_cosine": round(float(cosines.min()), 6),
+            "mean_cosine": round(float(cosines.mean()), 6),
+            "accepted": accepted,
+        }
+        if accepted:
+            self.model.visual = probe.tower
+            self.precision = "int8"
+            log.info(
+                "--precision auto: int8 from here on (cosine to fp32 >= %.5f on %d frames)",
+                cosines.min(), len(cosines),
+            )  # fmt: skip
+        else:
+            log.info(
+                "--precision auto: staying in fp32; int8 agreed only to a cosine of %.5f on %d frames "
+                "(needs %g)",
+                cosines.min(), len(cosines), INT8_MIN_COSINE,
+            )  # fmt: skip
+        self._probe = None
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Embed texts; returns ``(n, dim)`` float32 unit vectors."""
@@ -523,6 +603,14 @@ class OpenClipEncoder:
         return (
             m.text_projection(x) if isinstance(m.text_projection, torch.nn.Linear) else x @ m.text_projection
         )
+
+
+@dataclass
+class _Int8Probe:
+    """The int8 candidate of ``--precision auto`` on a CPU, and the cosines measured so far."""
+
+    tower: Any = None
+    cosines: list[np.ndarray] = field(default_factory=list)
 
 
 #: Held while ``torch.nn.init`` is patched, so two threads building models never record each other's
@@ -580,8 +668,10 @@ def load_encoder(
         pretrained: an open_clip tag, a local checkpoint path, ``builtin`` or ``random``;
             ``None`` picks the model's default.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-        precision: ``auto`` (fp16 on CUDA, else fp32), ``fp32``, ``int8`` (CPU) or ``fp16`` (CUDA).
-            The model identity does not change with precision: text is encoded in fp32 either way.
+        precision: ``auto``, ``fp32``, ``int8`` (CPU) or ``fp16`` (CUDA). ``auto`` is fp16 on CUDA;
+            on an x86 CPU it is int8 once the first frames have matched fp32 (see
+            :class:`OpenClipEncoder`), else fp32. The model identity does not change with
+            precision: text is encoded in fp32 either way.
         backend: ``torch``, or ``onnxruntime`` for the image tower (CPU, fp32).
         threads: CPU threads for PyTorch and ONNX Runtime, set process-wide with
             ``torch.set_num_threads``; ``None`` keeps PyTorch's (one per core). On a machine whose
@@ -600,6 +690,7 @@ def load_encoder(
         )
     pretrained = pretrained or default_pretrained(model)
     device = resolve_device(device)
+    probe = precision == "auto" and device == "cpu" and backend == "torch" and int8_is_fast()
     precision = resolve_precision(precision, device)
     check_backend(backend, device, precision)
     path, identity = resolve_weights(model, pretrained)
@@ -645,4 +736,4 @@ def load_encoder(
     if precision == "int8":
         quantize_image_tower(clip)
     tokenizer = open_clip.get_tokenizer(model)
-    return OpenClipEncoder(clip, tokenizer, identity, device, precision, backend)
+    return OpenClipEncoder(clip, tokenizer, identity, device, precision, backend, int8_probe=probe)

@@ -58,6 +58,11 @@ class BuildSummary:
     total_videos: int
     total_segments: int
     model: str
+    #: The image encoder's arithmetic at the end of the build (``fp32``, ``int8``, ``fp16``).
+    precision: str = ""
+    #: What ``--precision auto`` measured before choosing between int8 and fp32 on a CPU
+    #: (``frames``, ``min_cosine``, ``mean_cosine``, ``accepted``); ``None`` when it did not run.
+    int8_check: dict[str, Any] | None = None
 
     @property
     def frames_per_second(self) -> float:
@@ -78,6 +83,8 @@ class BuildSummary:
             "frames_per_second": round(self.frames_per_second, 2),
             "total_videos": self.total_videos,
             "total_segments": self.total_segments,
+            "precision": self.precision,
+            "int8_check": self.int8_check,
         }
 
 
@@ -248,7 +255,13 @@ def ingest_video(
         "n_segments": len(segments),
         "warning": info.warning,
     }
-    return PendingVideo(video, rows, seg_vectors.astype(np.float32), frame_vectors.astype(np.float16))
+    return PendingVideo(
+        video,
+        rows,
+        seg_vectors.astype(np.float32),
+        frame_vectors.astype(np.float16),
+        precision=str(getattr(encoder, "precision", "")),
+    )
 
 
 @dataclass
@@ -456,6 +469,8 @@ def build_index(
         total_videos=manifest_now.n_videos,
         total_segments=manifest_now.n_segments,
         model=encoder.identity.describe(),
+        precision=str(getattr(encoder, "precision", "")),
+        int8_check=getattr(encoder, "int8_check", None),
     )
 
 

@@ -29,9 +29,10 @@ def load_index_encoder(
 
     ``precision`` changes only how images are encoded (``--image`` queries); text is always encoded
     in full precision on CPU, so the same index answers text queries identically whatever the
-    precision it was built with.
+    precision it was built with. ``auto`` here is plain fp32 on a CPU (fp16 on CUDA): a query
+    encodes one image, too few for ``auto``'s int8 check to pay off.
     """
-    from vadindex.encoder import load_encoder
+    from vadindex.encoder import load_encoder, resolve_device, resolve_precision
 
     m = snap.manifest
     source = pretrained or m.pretrained_path or m.pretrained
@@ -44,7 +45,8 @@ def load_index_encoder(
         raise ModelError(
             f"{snap.path}: checkpoint {m.pretrained_path} is gone; pass the same weights with --pretrained PATH"
         )
-    encoder = load_encoder(m.model, source, device, precision)
+    device = resolve_device(device)
+    encoder = load_encoder(m.model, source, device, resolve_precision(precision, device))
     check_encoder(snap, encoder)
     return encoder
 

@@ -77,6 +77,9 @@ class Part:
     name: str
     segments: int
     frames: int
+    #: The image encoder's arithmetic for this part's videos (``fp32``, ``int8``, ``fp16``; several
+    #: comma-separated if they differ); empty in parts written before it was recorded.
+    precision: str = ""
 
 
 @dataclass(frozen=True)
@@ -587,6 +590,9 @@ class PendingVideo:
     segments: pd.DataFrame
     segment_vectors: np.ndarray
     frame_vectors: np.ndarray
+    #: The encoder's precision once the video was encoded (``--precision auto`` settles on int8 or
+    #: fp32 during the first frames of a build).
+    precision: str = ""
 
 
 @dataclass
@@ -773,6 +779,7 @@ class IndexWriter:
             seg_vecs.append(item.segment_vectors)
             frame_vecs.append(item.frame_vectors)
             video_rows.append(video)
+        precision = ",".join(sorted({item.precision for item in self._pending if item.precision}))
         segments = pd.concat(seg_frames, ignore_index=True)[SEGMENT_COLUMNS]
         vectors = np.concatenate(seg_vecs).astype(np.float32)
         frames = np.concatenate(frame_vecs).astype(np.float16)
@@ -803,7 +810,7 @@ class IndexWriter:
             n_frames=frame0,
             faiss_file=faiss_file,
             videos_file=videos_file,
-            parts=(*m.parts, Part(part, len(segments), len(frames))),
+            parts=(*m.parts, Part(part, len(segments), len(frames), precision)),
             updated=_now(),
             vadindex_version=__version__,
             files=files,

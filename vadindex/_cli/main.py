@@ -104,9 +104,9 @@ def cli(verbose: int, quiet: bool) -> None:
 @click.option("--video-timeout", default=None, type=float, help="Abandon a video (reported as failed) that takes longer than this many seconds in all. [default: no limit]")
 @click.option("--stall-timeout", default=C.DEFAULT_STALL_TIMEOUT, show_default=True, type=float, help="Abandon a video whose decoder produces nothing for this many seconds.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar. [default: on a terminal]")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16"]), default=C.DEFAULT_PRECISION, show_default=True, help="Encoder arithmetic: auto = fp16 on CUDA, fp32 on CPU; int8 (CPU, faster, cosine ~0.999 to fp32); fp16 (CUDA).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16"]), default=C.DEFAULT_PRECISION, show_default=True, help="Encoder arithmetic. auto: fp16 on CUDA; on a CPU, int8 (about 2x faster) once the first 32 frames match fp32 to a cosine of 0.998, else fp32. fp32; int8 (CPU, unchecked); fp16 (CUDA).")
 @click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default=None, help="FAISS index: flat (exact), ivf or hnsw (approximate, for large indexes), auto (flat below 200,000 segments, then ivf). [default: the index's, else auto]")
-@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default=C.DEFAULT_BACKEND, show_default=True, help="Image-tower runtime; onnxruntime (CPU, fp32, same embeddings, ~1.7x faster) needs `pip install onnxruntime onnx`.")
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default=C.DEFAULT_BACKEND, show_default=True, help="Image-tower runtime; onnxruntime (CPU, fp32, same embeddings, ~1.2x faster than torch fp32) needs `pip install onnxruntime onnx`.")
 @_format_option(("text", "json"))
 @_friendly_errors
 def build(sources: tuple[str, ...], index: str, manifest: str | None, model: str | None, pretrained: str | None,
@@ -147,7 +147,7 @@ def build(sources: tuple[str, ...], index: str, manifest: str | None, model: str
             f"Indexed {s.videos_added} videos ({s.segments_added} segments, {s.frames_encoded} frames) in "
             f"{s.seconds:.1f} s, {s.frames_per_second:.1f} frames/s; {s.videos_skipped} already indexed, "
             f"{len(s.failures)} failed. Index {s.index}: {s.total_videos} videos, {s.total_segments} segments "
-            f"[{s.model}]."
+            f"[{s.model}, {s.precision or '?'}]."
         )
         for path, reason in s.failures:
             click.echo(f"  failed: {path}: {reason}", err=True)
