@@ -115,7 +115,9 @@ def run_naive(paths: list[Path], encoder, fps: float) -> tuple[int, float]:  # t
                 break
             if index >= next_pick:
                 next_pick += step
-                image = preprocess(Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))).unsqueeze(0).to(device)
+                image = (
+                    preprocess(Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))).unsqueeze(0).to(device)
+                )
                 with torch.inference_mode():
                     emb = model.encode_image(image)
                     torch.nn.functional.normalize(emb, dim=-1).cpu().numpy()
@@ -284,7 +286,9 @@ def main() -> None:
     if not args.skip_naive:
         naive_encoder = encoder
         if encoder.precision != "fp32":  # int8 replaced the image tower: the naive loop gets open_clip's own
-            naive_encoder = load_encoder(args.model, args.pretrained, args.device, "fp32", threads=args.threads)
+            naive_encoder = load_encoder(
+                args.model, args.pretrained, args.device, "fp32", threads=args.threads
+            )
         naive_n, naive_s = run_naive(naive_paths, naive_encoder, DEFAULT_FPS)
         naive_fps = naive_n / naive_s
         print(

@@ -101,7 +101,6 @@ def test_auto_moves_to_int8_after_checking_it_on_the_first_frames(encoder) -> No
     import torch
 
     from vadindex.config import INT8_PROBE_FRAMES
-
     from vadindex.encoder import int8_is_fast
 
     if not int8_is_fast():
