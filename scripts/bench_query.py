@@ -140,7 +140,7 @@ def write_synthetic_index(
                     f"  committed {writer.manifest.n_segments} segments ({time.perf_counter() - t:.0f} s)",
                     flush=True,
                 )
-        writer.commit()
+        writer.commit(final=True)
     return time.perf_counter() - t
 
 
@@ -234,7 +234,7 @@ def main() -> None:
 
         with IndexWriter(path, identity, dim, logit_scale, dict(SAMPLING), index_type="ivf") as writer:
             writer.add(pending_video(extra.video(0), data.n_videos, label=0))
-            writer.commit()
+            writer.commit(final=True)
         rebuild_s = time.perf_counter() - t
         snap = open_index(path)
         index = snap.faiss_index()

@@ -182,3 +182,79 @@ def test_index_type_round_trip_through_cli(small_clips: Path, tmp_path: Path, en
     assert snap.faiss_index().ntotal == snap.manifest.n_segments
     res = runner.invoke(cli, ["build", str(small_clips), "--index", str(ix), "--index-type", "pq", *common])
     assert res.exit_code == 2
+
+
+def test_faiss_file_is_rewritten_geometrically_and_the_rows_it_lacks_are_searched(
+    encoder, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import vadindex.store as store
+    from vadindex.verify import check_index
+
+    monkeypatch.setattr(store, "FAISS_ALWAYS_WRITE_ROWS", 0)  # as if the index were already large
+    sampling = {"fps": 4.0, "segment_seconds": 1.0, "min_tail_fraction": 0.5}
+    x = clustered_unit_vectors(2000, encoder.dim, 20, seed=3)
+    path = tmp_path / "ix"
+    written, covered = [], []
+    writer = IndexWriter(
+        path, encoder.identity, encoder.dim, encoder.logit_scale, sampling, index_type="flat"
+    )
+    with writer:
+        for v in range(20):  # 20 commits of 100 segments
+            writer.add(pending(x[v * 100 : (v + 1) * 100], f"v{v:03d}"))
+            writer.commit()
+            m = writer.manifest
+            written.append(m.faiss_file)
+            covered.append(m.faiss_covered)
+            # Never more than a quarter of the covered rows is missing from the FAISS file.
+            assert m.n_segments - m.faiss_covered <= store.FAISS_TAIL_FRACTION * m.faiss_covered
+            assert m.format_version == (
+                store.FORMAT_COMPLETE if m.faiss_rows is None else store.FORMAT_VERSION
+            )
+            snap = open_index(path)
+            assert snap.faiss_index().ntotal == m.faiss_covered
+            # Search sees every committed row: the newest ones by an exact scan of the parts.
+            q = x[m.n_segments - 1 : m.n_segments]  # a vector among the newest rows
+            hits = search_vector(snap, q[0], k=5)
+            truth = exact_top(x[: m.n_segments], q, 5)[0]
+            assert list(hits["video"]) == [f"v{i // 100:03d}" for i in truth]
+            assert np.allclose(hits["score"], (x[truth] @ q[0]), atol=2e-3)
+            report = check_index(path)
+            assert report.ok, report.problems
+        # Far fewer FAISS writes than commits: at 1, 2, 3, 4, 6, 8, 11, 14 and 18 hundred rows.
+        assert len(set(written)) <= 9 and covered[-1] < 2000
+        # A build's end writes it whole: format 1, as older vadindex versions read.
+        writer.commit(final=True)
+        m = writer.manifest
+        assert m.faiss_rows is None and m.faiss_covered == 2000 and m.format_version == store.FORMAT_COMPLETE
+        assert writer.manifest.generation == 21  # a generation of its own, with no new part
+        assert len(m.parts) == 20
+    snap = open_index(path)
+    assert snap.faiss_index().ntotal == 2000 and check_index(path).ok
+    # Only the current and the previous generation's FAISS files are kept.
+    assert {f.name for f in path.glob("index.g*.faiss")} <= {m.faiss_file, written[-1]}
+
+
+def test_a_writer_reopening_a_partial_faiss_file_adds_the_missing_rows(
+    encoder, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import vadindex.store as store
+
+    monkeypatch.setattr(store, "FAISS_ALWAYS_WRITE_ROWS", 0)
+    sampling = {"fps": 4.0, "segment_seconds": 1.0, "min_tail_fraction": 0.5}
+    x = clustered_unit_vectors(900, encoder.dim, 9, seed=4)
+    path = tmp_path / "ix"
+    with IndexWriter(path, encoder.identity, encoder.dim, encoder.logit_scale, sampling) as writer:
+        writer.add(pending(x[:800], "v0"))
+        writer.commit()
+        writer.add(pending(x[800:], "v1"))  # 100 more rows, fewer than a quarter of 800: not in FAISS
+        writer.commit()
+        assert writer.manifest.faiss_covered == 800 and writer.manifest.n_segments == 900
+    # Like a build that was killed: the next writer rebuilds the in-memory index from file + parts.
+    with IndexWriter(path, encoder.identity, encoder.dim, encoder.logit_scale, sampling) as writer:
+        assert writer._faiss.ntotal == 900
+        writer.commit(final=True)  # nothing queued: writes the FAISS file alone
+        assert writer.manifest.faiss_rows is None
+    snap = open_index(path)
+    assert snap.faiss_index().ntotal == 900
+    q = x[850:851]
+    assert search_vector(snap, q[0], k=1)["video"].iloc[0] == "v1"

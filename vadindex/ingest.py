@@ -411,8 +411,8 @@ def build_index(
         bar = _Progress(len(videos), progress)
         last_commit = time.perf_counter()
 
-        def commit() -> None:
-            writer.commit()
+        def commit(final: bool = False) -> None:
+            writer.commit(final)
             writer.write_failures(failures)
 
         try:
@@ -451,11 +451,11 @@ def build_index(
                     on_failure(str(src.path), reason)
                 bar.update(0, 1.0, src.video)
         except KeyboardInterrupt:
-            commit()  # keep what is finished
+            commit(final=True)  # keep what is finished
             raise
         finally:
             bar.close()
-        commit()
+        commit(final=True)
         manifest_now = writer.manifest
         assert manifest_now is not None
     return BuildSummary(

@@ -95,7 +95,8 @@ def search_vector(
     On an exact (``flat``) index the FAISS scan is exact. On an approximate one (``ivf``, ``hnsw``)
     FAISS proposes :data:`vadindex.ann.RERANK_FACTOR` times ``k`` candidates, which are re-scored
     from the stored float16 vectors, so the scores shown are always exact cosine similarities. A
-    ``video`` filter, or ``exact=True``, scans the stored vectors directly instead.
+    ``video`` filter, or ``exact=True``, scans the stored vectors directly instead. Rows a build
+    has committed since it last wrote the FAISS file are scanned exactly and merged in.
 
     Args:
         snap: the index.
@@ -141,6 +142,12 @@ def search_vector(
                 exact_scores = lookup.vectors(ids) @ q[0]
                 top = np.argsort(-exact_scores, kind="stable")[:k]
                 ids, scores = ids[top], exact_scores[top]
+            covered = snap.manifest.faiss_covered
+            if covered < snap.manifest.n_segments:  # a build is under way: its newest rows, exactly
+                tail_ids, tail_scores = _scan_top_k(snap, q[0], k, start=covered)
+                ids, scores = np.concatenate([ids, tail_ids]), np.concatenate([scores, tail_scores])
+                order = np.lexsort((ids, -scores))[:k]
+                ids, scores = ids[order], scores[order]
     columns = lookup.columns(np.asarray(ids, dtype=np.int64))
     out = pd.DataFrame(
         {"rank": np.arange(1, len(ids) + 1), "score": np.asarray(scores, dtype=float), **columns}
@@ -217,15 +224,29 @@ def _lookup(snap: IndexSnapshot) -> _Lookup:
     return found
 
 
-def _scan_top_k(snap: IndexSnapshot, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top ``k`` over the stored vectors, in float32 chunks: ``(ids, scores)``, best first."""
-    best_ids: list[np.ndarray] = []
-    best_scores: list[np.ndarray] = []
-    for first, block in snap.iter_vectors():
-        sims = np.asarray(block, dtype=np.float32) @ q
-        top = np.argpartition(-sims, k - 1)[:k] if len(sims) > k else np.arange(len(sims))
-        best_ids.append(top + first)
-        best_scores.append(sims[top])
+def _scan_top_k(snap: IndexSnapshot, q: np.ndarray, k: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top ``k`` over the stored vectors from row ``start`` on: ``(ids, scores)``, best first.
+
+    Each float16 block is handed to FAISS as the codes of a ``SQfp16`` index (whose codes are
+    exactly IEEE float16 values) and scanned there: FAISS decodes and multiplies in one SIMD pass,
+    about twice as fast as numpy's float16-to-float32 conversion followed by a product.
+    """
+    import faiss
+
+    best_ids: list[np.ndarray] = [np.zeros(0, np.int64)]
+    best_scores: list[np.ndarray] = [np.zeros(0, np.float32)]
+    query = np.ascontiguousarray(q, dtype=np.float32).reshape(1, -1)
+    for first, block in snap.iter_vectors_from(start):
+        codes = np.ascontiguousarray(block, dtype=np.float16)
+        index = faiss.IndexScalarQuantizer(
+            codes.shape[1], faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        )
+        faiss.copy_array_to_vector(codes.view(np.uint8).ravel(), index.codes)
+        index.ntotal = len(codes)
+        scores, ids = index.search(query, min(k, len(codes)))
+        keep = ids[0] >= 0
+        best_ids.append(ids[0][keep] + first)
+        best_scores.append(scores[0][keep])
     ids, scores = np.concatenate(best_ids), np.concatenate(best_scores)
     order = np.lexsort((ids, -scores))[:k]
     return ids[order], scores[order]

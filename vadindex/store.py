@@ -12,8 +12,12 @@ Layout of an index folder::
     .lock                         held (flock) by the one writer
     cache/                        derived data (vadindex.cache), safe to delete
 
-Parts are append-only: each commit adds one part and rewrites only the FAISS file and the video
-table under a new generation number, then replaces ``manifest.json``. Everything is written to a
+Parts are append-only: each commit adds one part and rewrites the video table (and, now and then,
+the FAISS file) under a new generation number, then replaces ``manifest.json``. The FAISS file may
+cover only the first ``faiss_rows`` segments: rewriting a large file at every commit would make a
+build's writes grow with the square of its size, so during a build it is rewritten only when the
+segments it lacks exceed a quarter of those it holds, and always at the end of a build. Readers
+search the rows it lacks exactly, from the float16 parts (at most a fifth of the index). Everything is written to a
 temporary file in the same folder and moved into place with ``os.replace``; the manifest goes last,
 so a crash at any moment leaves the previous commit intact. Files of a newer generation than the
 manifest are leftovers of a crash and are removed by the next writer. The manifest records the size
@@ -32,7 +36,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -47,7 +51,17 @@ from vadindex.errors import StoreError
 
 log = logging.getLogger("vadindex")
 
-FORMAT_VERSION = 1
+#: Newest index format this code reads. Format 2 is written only while the FAISS file covers fewer
+#: rows than the index holds (``faiss_rows``), so older vadindex versions refuse such a generation
+#: instead of silently missing rows; a finished build writes format 1.
+FORMAT_VERSION = 2
+#: Format of a generation whose FAISS file covers every segment.
+FORMAT_COMPLETE = 1
+#: A commit rewrites the FAISS file when the rows it lacks would exceed this fraction of the rows it
+#: holds (so a build writes the file O(log n) times, about 5x its final size in all)...
+FAISS_TAIL_FRACTION = 0.25
+#: ... or when the index would hold at most this many segments (files of a few tens of MB).
+FAISS_ALWAYS_WRITE_ROWS = 50_000
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 FAILURES = "failures.csv"
@@ -108,11 +122,18 @@ class IndexManifest:
     pretrained_path: str | None = None
     #: ``relative path -> {"bytes": size, "sha256": hex}`` of every file of this generation.
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Segment rows ``0 .. faiss_rows - 1`` are in the FAISS file; ``None``: all of them.
+    faiss_rows: int | None = None
 
     @property
     def identity(self) -> ModelIdentity:
         """The model the index was built with."""
         return ModelIdentity(self.model, self.pretrained, self.checkpoint_sha256)
+
+    @property
+    def faiss_covered(self) -> int:
+        """How many leading segment rows the FAISS file holds (the rest are searched exactly)."""
+        return self.n_segments if self.faiss_rows is None else self.faiss_rows
 
     def to_json(self) -> str:
         """Serialise, parts as a list of objects."""
@@ -426,6 +447,17 @@ class IndexSnapshot:
                 yield row + i, vectors[i : i + chunk]
             row += len(vectors)
 
+    def iter_vectors_from(self, start: int, chunk: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
+        """Like :meth:`iter_vectors`, from row ``start`` on (the rows the FAISS file lacks, say)."""
+        row = 0
+        for part in self.manifest.parts:
+            end = row + part.segments
+            if end > start:
+                vectors = self._load_npy(self.path / "parts" / f"{part.name}.vectors.npy")
+                for i in range(max(start - row, 0), len(vectors), chunk):
+                    yield row + i, vectors[i : i + chunk]
+            row = end
+
     def prefetch_vectors(self, kind: str = "segments") -> None:
         """Ask the kernel to start reading the vector parts now (``POSIX_FADV_WILLNEED``), in the
         background, for a pass that will come later (after a model has loaded, say). A no-op where
@@ -626,7 +658,6 @@ class IndexWriter:
 
     def open(self) -> None:
         """Lock the folder, load the current commit (or start a new index) and remove crash leftovers."""
-        import faiss
 
         self._lock = self.lock or lock_index(self.path)
         self.lock = None
@@ -636,15 +667,7 @@ class IndexWriter:
                 self.manifest = replace(snap.manifest, index_type=self.index_type or snap.manifest.index_type)
                 self._check_compatible(snap.manifest)
                 self._videos = snap.videos
-                file = self.path / snap.manifest.faiss_file
-                self._faiss = (
-                    faiss.read_index(str(file)) if snap.manifest.faiss_file else faiss.IndexFlatIP(self.dim)
-                )
-                if self._faiss.ntotal != snap.manifest.n_segments:
-                    raise StoreError(
-                        f"{file}: holds {self._faiss.ntotal} vectors but the manifest says "
-                        f"{snap.manifest.n_segments}; run `vadindex check {self.path}`"
-                    )
+                self._faiss = self._committed_faiss(snap.manifest)
             else:
                 now = _now()
                 self.manifest = IndexManifest(
@@ -718,18 +741,22 @@ class IndexWriter:
         self._known.add(str(item.video["video_id"]))
         self._pending.append(item)
 
-    def commit(self) -> None:
+    def commit(self, final: bool = False) -> None:
         """Write the queued videos as one new part and a new generation, manifest last.
+
+        The FAISS file is rewritten only when the rows it lacks grow past ``FAISS_TAIL_FRACTION`` of
+        those it holds, unless ``final`` (the end of a build), which always leaves it covering every
+        segment, writing a generation for that alone if nothing is queued.
 
         Raises:
             StoreError: the files cannot be written (disk full, say). The previous commit stays
                 intact on disk, and the queued videos stay queued, so the commit may be retried.
         """
         assert self.manifest is not None and self._videos is not None
-        if not self._pending:
+        if not self._pending and not (final and self.manifest.faiss_covered < self.manifest.n_segments):
             return
         try:
-            self._commit()
+            self._commit(final)
         except OSError as exc:
             self._rollback_faiss()
             raise StoreError(
@@ -743,17 +770,38 @@ class IndexWriter:
     def _rollback_faiss(self) -> None:
         """Undo what a failed commit added to the in-memory FAISS index, so a retry adds it once.
 
-        The committed FAISS file is reloaded (not every index type can remove vectors).
+        The committed index is reloaded (not every index type can remove vectors).
         """
         assert self.manifest is not None
         if self._faiss is None or self._faiss.ntotal == self.manifest.n_segments:
             return
+        self._faiss = self._committed_faiss(self.manifest)
+
+    def _committed_faiss(self, m: IndexManifest) -> Any:
+        """The FAISS index of commit ``m`` (the one on disk) in memory, with the rows its file lacks
+        added from the parts."""
         import faiss
 
-        if self.manifest.faiss_file:
-            self._faiss = faiss.read_index(str(self.path / self.manifest.faiss_file))
-        else:
-            self._faiss = ann.new_index(self.dim, "flat")
+        if not m.faiss_file:
+            return ann.new_index(self.dim, "flat")
+        file = self.path / m.faiss_file
+        try:
+            index = faiss.read_index(str(file))
+        except RuntimeError as exc:
+            raise StoreError(
+                f"{file}: unreadable FAISS index ({str(exc).splitlines()[0]}); run `vadindex check {self.path}`"
+            ) from None
+        if index.ntotal != m.faiss_covered:
+            raise StoreError(
+                f"{file}: holds {index.ntotal} vectors but the manifest says {m.faiss_covered}; "
+                f"run `vadindex check {self.path}`"
+            )
+        tail = (
+            IndexSnapshot(self.path).iter_vectors_from(m.faiss_covered) if index.ntotal < m.n_segments else ()
+        )
+        for _, block in tail:
+            index.add(np.ascontiguousarray(block, dtype=np.float32))
+        return index
 
     def _committed_vectors(self) -> Iterator[np.ndarray]:
         """The committed segment vectors in row order (float16 blocks), to rebuild the FAISS index."""
@@ -762,64 +810,83 @@ class IndexWriter:
             for _, block in IndexSnapshot(self.path).iter_vectors():
                 yield block
 
-    def _commit(self) -> None:
+    def _commit(self, final: bool = False) -> None:
         assert self.manifest is not None and self._videos is not None
         m = self.manifest
         gen = m.generation + 1
-        part = f"{gen:06d}"
         row0, frame0 = m.n_segments, m.n_frames
-        seg_frames, seg_vecs, frame_vecs, video_rows = [], [], [], []
-        for item in self._pending:
-            segs = item.segments.copy()
-            segs["frame_row"] = segs["frame_row"] + frame0
-            video = dict(item.video, first_row=row0, added=_now())
-            row0 += len(segs)
-            frame0 += len(item.frame_vectors)
-            seg_frames.append(segs)
-            seg_vecs.append(item.segment_vectors)
-            frame_vecs.append(item.frame_vectors)
-            video_rows.append(video)
-        precision = ",".join(sorted({item.precision for item in self._pending if item.precision}))
-        segments = pd.concat(seg_frames, ignore_index=True)[SEGMENT_COLUMNS]
-        vectors = np.concatenate(seg_vecs).astype(np.float32)
-        frames = np.concatenate(frame_vecs).astype(np.float16)
         files = {k: v for k, v in m.files.items() if k.startswith(f"{PARTS}/")}
-        written = {
-            f"{PARTS}/{part}.vectors.npy": lambda f: _save_npy(f, vectors.astype(np.float16)),
-            f"{PARTS}/{part}.frames.npy": lambda f: _save_npy(f, frames),
-            f"{PARTS}/{part}.segments.parquet": lambda f: _save_parquet(f, segments),
-        }
-        new_videos = pd.DataFrame(video_rows, columns=VIDEO_COLUMNS)
-        videos = (
-            new_videos if self._videos.empty else pd.concat([self._videos, new_videos], ignore_index=True)
-        )
+        written: dict[str, Callable[[Path], None]] = {}
+        parts = m.parts
+        videos = self._videos
+        faiss_index = self._faiss
+        if self._pending:
+            part = f"{gen:06d}"
+            seg_frames, seg_vecs, frame_vecs, video_rows = [], [], [], []
+            for item in self._pending:
+                segs = item.segments.copy()
+                segs["frame_row"] = segs["frame_row"] + frame0
+                video = dict(item.video, first_row=row0, added=_now())
+                row0 += len(segs)
+                frame0 += len(item.frame_vectors)
+                seg_frames.append(segs)
+                seg_vecs.append(item.segment_vectors)
+                frame_vecs.append(item.frame_vectors)
+                video_rows.append(video)
+            precision = ",".join(sorted({item.precision for item in self._pending if item.precision}))
+            segments = pd.concat(seg_frames, ignore_index=True)[SEGMENT_COLUMNS]
+            vectors = np.concatenate(seg_vecs).astype(np.float32)
+            frames = np.concatenate(frame_vecs).astype(np.float16)
+            written[f"{PARTS}/{part}.vectors.npy"] = lambda f: _save_npy(f, vectors.astype(np.float16))
+            written[f"{PARTS}/{part}.frames.npy"] = lambda f: _save_npy(f, frames)
+            written[f"{PARTS}/{part}.segments.parquet"] = lambda f: _save_parquet(f, segments)
+            new_videos = pd.DataFrame(video_rows, columns=VIDEO_COLUMNS)
+            videos = new_videos if videos.empty else pd.concat([videos, new_videos], ignore_index=True)
+            parts = (*parts, Part(part, len(segments), len(frames), precision))
+            # Added in place, or rebuilt (auto crossing to IVF, a new --index-type) from the float16 parts.
+            faiss_index = ann.add(self._faiss, vectors, m.index_type, self._committed_vectors)
         videos_file = f"videos.g{gen:06d}.parquet"
         written[videos_file] = lambda f: _save_parquet(f, videos)
-        faiss_file = f"index.g{gen:06d}.faiss"
-        # Added in place, or rebuilt (auto crossing to IVF, a new --index-type) from the float16 parts.
-        faiss_index = ann.add(self._faiss, vectors, m.index_type, self._committed_vectors)
-        written[faiss_file] = lambda f: _save_faiss(f, faiss_index)
+        covered = m.faiss_covered if m.faiss_file else 0
+        rewrite = (
+            final
+            or faiss_index is not self._faiss  # rebuilt: the old file is of another structure
+            or not m.faiss_file
+            or row0 <= FAISS_ALWAYS_WRITE_ROWS
+            or row0 - covered > FAISS_TAIL_FRACTION * covered
+        )
+        if rewrite:
+            faiss_file, covered = f"index.g{gen:06d}.faiss", row0
+            written[faiss_file] = lambda f: _save_faiss(f, faiss_index)
+        else:
+            faiss_file = m.faiss_file
+            if faiss_file in m.files:
+                files[faiss_file] = m.files[faiss_file]
         for name, save in written.items():
             save(self.path / name)
             files[name] = file_record(self.path / name)
         new = replace(
             m,
+            format_version=FORMAT_COMPLETE if covered == row0 else FORMAT_VERSION,
             generation=gen,
             n_videos=len(videos),
             n_segments=row0,
             n_frames=frame0,
             faiss_file=faiss_file,
+            faiss_rows=None if covered == row0 else covered,
             videos_file=videos_file,
-            parts=(*m.parts, Part(part, len(segments), len(frames), precision)),
+            parts=parts,
             updated=_now(),
             vadindex_version=__version__,
             files=files,
         )
         write_text_atomic(self.path / MANIFEST, new.to_json())  # the commit
         self.manifest, self._videos, self._pending, self._faiss = new, videos, [], faiss_index
-        # Keep the previous generation for readers that opened it a moment ago; drop older ones.
+        # Keep the previous generation's files for readers that opened it a moment ago (and the
+        # FAISS file both generations may name); drop older ones.
+        keep = {new.faiss_file, new.videos_file, m.faiss_file, m.videos_file}
         for stale in _generation_files(self.path):
-            if _generation_of(stale) < gen - 1:
+            if stale.name not in keep and _generation_of(stale) < gen:
                 with contextlib.suppress(FileNotFoundError):
                     stale.unlink()
 

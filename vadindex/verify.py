@@ -347,14 +347,19 @@ def _check_faiss(folder: Path, m: IndexManifest, found: _Findings) -> None:
     if index is None:
         return
     found.expect(index.d == m.dim, f"{m.faiss_file}: dimension {index.d}, the manifest says {m.dim}")
+    covered = m.faiss_covered
+    found.expect(
+        0 < covered <= m.n_segments or m.n_segments == 0,
+        f"manifest: faiss_rows {covered} outside 1..{m.n_segments}",
+    )
     if not found.expect(
-        index.ntotal == m.n_segments,
-        f"{m.faiss_file}: {index.ntotal} vectors, the manifest says {m.n_segments}",
+        index.ntotal == covered,
+        f"{m.faiss_file}: {index.ntotal} vectors, the manifest says {covered}",
     ):
         return
-    if index.d != m.dim or m.n_segments == 0:
+    if index.d != m.dim or covered <= 0:
         return
-    rows = np.unique(np.linspace(0, m.n_segments - 1, min(SAMPLE_ROWS, m.n_segments)).astype(np.int64))
+    rows = np.unique(np.linspace(0, covered - 1, min(SAMPLE_ROWS, covered)).astype(np.int64))
     stored = []
     offset = 0
     for p in m.parts:

@@ -406,6 +406,8 @@ def info(index: str, fmt: str) -> None:
         data["parts"] = len(m.parts)
         data["files"] = len(m.files)
         data["failures_last_build"] = failures
+        data["faiss_covered"] = m.faiss_covered
+        data["precision"] = sorted({x for p in m.parts for x in p.precision.split(",") if x})
         click.echo(json.dumps(data, indent=2))
         return
     size = sum(int(r.get("bytes", 0)) for r in m.files.values())
@@ -418,6 +420,12 @@ def info(index: str, fmt: str) -> None:
         from vadindex.ann import describe
 
         click.echo(f"search     --index-type {m.index_type}: {describe(snap.faiss_index())}")
+        if m.faiss_covered < m.n_segments:
+            click.echo(f"           FAISS file covers {m.faiss_covered} of {m.n_segments} segments; the rest are "
+                       "searched exactly until the build ends")  # fmt: skip
+    precisions = sorted({x for p in m.parts for x in p.precision.split(",") if x})
+    if precisions:
+        click.echo(f"precision  image encoder {', '.join(precisions)}")
     if m.files:
         click.echo(f"files      {len(m.files)}, {size / 1e6:.1f} MB, SHA-256 recorded (`vadindex check`)")
     if failures:
