@@ -229,7 +229,7 @@ def main() -> None:
         args.model, args.pretrained, args.device, args.precision, args.backend, args.threads
     )
     load_s = time.perf_counter() - t
-    print(f"{len(paths)} videos, {args.model} ({args.pretrained}, {encoder.precision}), batch {batch_size}, "
+    print(f"{len(paths)} videos, {args.model} ({args.pretrained}, --precision {args.precision}), batch {batch_size}, "
           f"torch threads {torch.get_num_threads()}, model load {load_s:.1f} s, load avg {load_before:.2f}")  # fmt: skip
 
     t = time.perf_counter()

@@ -83,6 +83,11 @@ def test_info(cli_index: Path) -> None:
     assert code == 0
     info = json.loads(out)
     assert info["n_videos"] == 6 and info["model"] == "vadindex-test"
+    assert info["faiss_covered"] == info["n_segments"] and info["faiss_rows"] is None
+    # Built with the default --precision auto: fp32 for the first frames, int8 after where it is fast.
+    assert info["precision"] and set(info["precision"]) <= {"fp32", "int8"}
+    code, out, _ = run("info", cli_index)
+    assert code == 0 and "precision  image encoder " in out
 
 
 @pytest.mark.parametrize(
