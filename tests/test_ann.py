@@ -258,3 +258,64 @@ def test_a_writer_reopening_a_partial_faiss_file_adds_the_missing_rows(
     assert snap.faiss_index().ntotal == 900
     q = x[850:851]
     assert search_vector(snap, q[0], k=1)["video"].iloc[0] == "v1"
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_search_over_a_lagging_faiss_file_merges_exactly(
+    encoder, tmp_path: Path, monkeypatch, kind: str
+) -> None:  # type: ignore[no-untyped-def]
+    import vadindex.store as store
+
+    monkeypatch.setattr(store, "FAISS_ALWAYS_WRITE_ROWS", 0)
+    sampling = {"fps": 4.0, "segment_seconds": 1.0, "min_tail_fraction": 0.5}
+    x = clustered_unit_vectors(1100, encoder.dim, 11, seed=5)
+    path = tmp_path / "ix"
+    with IndexWriter(
+        path, encoder.identity, encoder.dim, encoder.logit_scale, sampling, index_type=kind
+    ) as w:
+        w.add(pending(x[:1000], "v0"))
+        w.commit()
+        w.add(pending(x[1000:1030], "v1"))
+        w.commit()
+        w.add(pending(x[1030:], "v2"))
+        w.commit()
+    snap = open_index(path)
+    covered = snap.manifest.faiss_covered
+    assert covered == 1000 and snap.manifest.n_segments == 1100
+    row_of = {("v0", i): i for i in range(1000)} | {("v1", i): 1000 + i for i in range(30)}
+    row_of |= {("v2", i): 1030 + i for i in range(70)}
+    for row in (covered - 1, covered, covered + 29, covered + 30, 1099):
+        for k in (1, 5, 200):  # k larger than the v1 part and than the tail
+            hits = search_vector(snap, x[row], k=k)
+            rows = [row_of[(v, int(s))] for v, s in zip(hits["video"], hits["segment"], strict=True)]
+            assert len(rows) == k and len(set(rows)) == k
+            assert rows[0] == row and np.isclose(hits["score"].iloc[0], 1.0, atol=2e-3)
+            if kind == "flat":  # exact: the same rows as a scan of everything
+                truth = np.argsort(-(x @ x[row]), kind="stable")[:k]
+                assert set(rows) == set(truth.tolist())
+
+
+def test_a_final_commit_with_a_new_index_type_rebuilds_the_faiss_file(
+    encoder, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import vadindex.store as store
+
+    monkeypatch.setattr(store, "FAISS_ALWAYS_WRITE_ROWS", 0)
+    sampling = {"fps": 4.0, "segment_seconds": 1.0, "min_tail_fraction": 0.5}
+    x = clustered_unit_vectors(1050, encoder.dim, 9, seed=6)
+    path = tmp_path / "ix"
+    with IndexWriter(
+        path, encoder.identity, encoder.dim, encoder.logit_scale, sampling, index_type="flat"
+    ) as w:
+        w.add(pending(x[:1000], "v0"))
+        w.commit()
+        w.add(pending(x[1000:], "v1"))
+        w.commit()
+        assert w.manifest.faiss_covered == 1000
+    with IndexWriter(
+        path, encoder.identity, encoder.dim, encoder.logit_scale, sampling, index_type="hnsw"
+    ) as w:
+        w.commit(final=True)  # nothing queued
+    snap = open_index(path)
+    assert snap.manifest.index_type == "hnsw" and ann.kind_of(snap.faiss_index()) == "hnsw"
+    assert snap.faiss_index().ntotal == 1050 and snap.manifest.faiss_rows is None

@@ -56,8 +56,8 @@ class VideoIndex:
     def add(self, sources: list[str | os.PathLike[str]], **options: Any) -> BuildSummary:
         """Index more videos into this index (only new ones are encoded)."""
         options.setdefault("progress", False)
-        if self._encoder is not None:
-            options.setdefault("encoder", self._encoder)
+        if self._encoder is not None and not {"precision", "backend", "model", "pretrained"} & set(options):
+            options.setdefault("encoder", self._encoder)  # the model loaded for queries (fp32)
         self._snap = None
         return build_index(sources, self.path, **options)
 

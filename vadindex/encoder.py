@@ -525,23 +525,43 @@ class OpenClipEncoder:
         return emb.cpu().numpy()
 
     def _probe_int8(self, x: Any, reference: Any) -> None:
-        """Encode ``x`` with the int8 candidate, compare with the fp32 ``reference``, decide when done."""
-        import torch
+        """Encode (the first frames still needed of) ``x`` with the int8 candidate, compare with the
+        fp32 ``reference``, and decide once ``INT8_PROBE_FRAMES`` frames are in.
 
-        from vadindex.config import INT8_MIN_COSINE, INT8_PROBE_FRAMES
+        Anything that goes wrong here (a tower whose quantised copy fails to run, a torch without
+        quantisation) ends the check in fp32 with a warning: ``auto`` never fails a build that fp32
+        would run.
+        """
+        from vadindex.config import INT8_PROBE_FRAMES
 
         probe = self._probe
-        assert probe is not None
-        if probe.tower is None:
-            probe.tower = quantized_tower(self.model.visual)
-            if probe.tower is None:  # nothing to quantise (a ResNet tower): fp32 it is, silently
+        if probe is None:
+            return
+        with probe.lock:
+            if self._probe is not probe:  # another thread decided meanwhile
+                return
+            try:
+                if probe.tower is None:
+                    probe.tower = quantized_tower(self.model.visual)
+                    if probe.tower is None:  # nothing to quantise (a ResNet tower): fp32, silently
+                        self._probe = None
+                        return
+                need = INT8_PROBE_FRAMES - sum(len(c) for c in probe.cosines)
+                probe.cosines.append(_cosines(_pooled(probe.tower(x[:need])), reference[:need]))
+            except Exception as exc:  # noqa: BLE001 - any failure means: stay in fp32
+                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                log.warning("--precision auto: the int8 check failed (%s); encoding in fp32", reason)
+                self.int8_check = {"frames": 0, "accepted": False, "error": reason}
                 self._probe = None
                 return
-        emb = torch.nn.functional.normalize(probe.tower(x).float(), dim=-1)
-        probe.cosines.append((emb * reference).sum(dim=-1).cpu().numpy())
-        cosines = np.concatenate(probe.cosines)
-        if len(cosines) < INT8_PROBE_FRAMES:
-            return
+            cosines = np.concatenate(probe.cosines)
+            if len(cosines) >= INT8_PROBE_FRAMES:
+                self._decide_int8(probe, cosines)
+
+    def _decide_int8(self, probe: _Int8Probe, cosines: np.ndarray) -> None:
+        """Move to the int8 tower if every probed cosine reaches ``INT8_MIN_COSINE``; end the check."""
+        from vadindex.config import INT8_MIN_COSINE
+
         accepted = bool(cosines.min() >= INT8_MIN_COSINE)
         self.int8_check = {
             "frames": len(cosines),
@@ -611,6 +631,21 @@ class _Int8Probe:
 
     tower: Any = None
     cosines: list[np.ndarray] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _pooled(out: Any) -> Any:
+    """An image tower's embedding: the tensor itself, or the first of the tuple that towers with
+    token outputs return (CoCa: ``(pooled, tokens)``)."""
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _cosines(emb: Any, reference: Any) -> np.ndarray:
+    """Row-wise cosine of ``emb`` (any scale) with the unit rows of ``reference``."""
+    import torch
+
+    emb = torch.nn.functional.normalize(emb.float(), dim=-1)
+    return (emb * reference).sum(dim=-1).cpu().numpy()
 
 
 #: Held while ``torch.nn.init`` is patched, so two threads building models never record each other's

@@ -211,6 +211,7 @@ def ingest_video(
     sampled = SampledVideo(path, settings.fps, encoder.image_size, batch_size)
     batches = _prefetch(sampled.batches(), 2, stall_timeout, path, video_timeout)
     rows = _Rows(encoder.dim)
+    precision_before = str(getattr(encoder, "precision", ""))
     for batch in batches:
         rows.append(encoder.encode_images(batch))
     info = sampled.info
@@ -260,7 +261,8 @@ def ingest_video(
         rows,
         seg_vectors.astype(np.float32),
         frame_vectors.astype(np.float16),
-        precision=str(getattr(encoder, "precision", "")),
+        # both, when --precision auto moved to int8 during this video
+        precision=",".join(sorted({precision_before, str(getattr(encoder, "precision", ""))} - {""})),
     )
 
 

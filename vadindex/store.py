@@ -833,7 +833,9 @@ class IndexWriter:
                 seg_vecs.append(item.segment_vectors)
                 frame_vecs.append(item.frame_vectors)
                 video_rows.append(video)
-            precision = ",".join(sorted({item.precision for item in self._pending if item.precision}))
+            precision = ",".join(
+                sorted({x for item in self._pending for x in item.precision.split(",") if x})
+            )
             segments = pd.concat(seg_frames, ignore_index=True)[SEGMENT_COLUMNS]
             vectors = np.concatenate(seg_vecs).astype(np.float32)
             frames = np.concatenate(frame_vecs).astype(np.float16)
@@ -845,6 +847,9 @@ class IndexWriter:
             parts = (*parts, Part(part, len(segments), len(frames), precision))
             # Added in place, or rebuilt (auto crossing to IVF, a new --index-type) from the float16 parts.
             faiss_index = ann.add(self._faiss, vectors, m.index_type, self._committed_vectors)
+        else:  # a final commit that only completes the FAISS file (rebuilt if --index-type changed)
+            empty = np.zeros((0, self.dim), np.float32)
+            faiss_index = ann.add(self._faiss, empty, m.index_type, self._committed_vectors)
         videos_file = f"videos.g{gen:06d}.parquet"
         written[videos_file] = lambda f: _save_parquet(f, videos)
         covered = m.faiss_covered if m.faiss_file else 0
@@ -882,11 +887,12 @@ class IndexWriter:
         )
         write_text_atomic(self.path / MANIFEST, new.to_json())  # the commit
         self.manifest, self._videos, self._pending, self._faiss = new, videos, [], faiss_index
-        # Keep the previous generation's files for readers that opened it a moment ago (and the
-        # FAISS file both generations may name); drop older ones.
-        keep = {new.faiss_file, new.videos_file, m.faiss_file, m.videos_file}
+        # Keep the previous generation's files for readers that opened it a moment ago, and the
+        # FAISS file this generation still names; drop older ones (a reader of an older manifest
+        # finds its file gone and reopens the index, as `open_index` does).
+        keep = {new.faiss_file, new.videos_file}
         for stale in _generation_files(self.path):
-            if stale.name not in keep and _generation_of(stale) < gen:
+            if stale.name not in keep and _generation_of(stale) < gen - 1:
                 with contextlib.suppress(FileNotFoundError):
                     stale.unlink()
 
