@@ -6,7 +6,12 @@ For a machine with CUDA; without one it says so and exits with status 0. Figures
   GPU, normalised there, fp16 autocast) per model, at ``--batch-size``, after a warm-up;
 - ``faiss_gpu``: top-10 latency of one query and throughput of a batch of 1,000 queries over
   ``--segments`` random unit vectors (dim 512) on ``GpuIndexFlatIP`` (float16 storage), when the
-  installed FAISS has GPU support (``pip install vadindex[gpu]`` after uninstalling faiss-cpu).
+  installed FAISS has GPU support (``pip install vadindex[gpu]`` after uninstalling faiss-cpu);
+- ``ivf_training``: vadindex's IVF build over ``--ivf-segments`` vectors with k-means on the CPU and
+  on the GPU (the same cells; see ``vadindex.ann``), when FAISS has GPU support.
+
+``scripts/device_gpu_check.sh`` runs this, and the GPU tests, on the machine the ``device`` tool
+lends some sessions.
 
 The last line printed is one JSON object.
 
@@ -61,8 +66,34 @@ def bench_encoder(model: str, batch_size: int, seconds: float) -> dict[str, floa
     return {"encoder_fps": round(fps, 1), "texts_100_ms": round(text_ms, 1)}
 
 
+def bench_ivf_training(n: int, dim: int = 512) -> dict[str, object]:
+    """Seconds to build vadindex's IVF index over ``n`` random unit vectors, k-means on the CPU
+    (``VADINDEX_FAISS_GPU=0``) and on the GPU (faiss-gpu), in this process."""
+    import os
+
+    from vadindex import ann
+
+    if not ann.gpus():
+        return {"skipped": "this FAISS has no GPU support (install faiss-gpu: pip install vadindex[gpu])"}
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    out: dict[str, object] = {"segments": n, "nlist": ann.nlist_for(n)}
+    for where, flag in (("cpu", "0"), ("gpu", "1")):
+        os.environ["VADINDEX_FAISS_GPU"] = flag
+        t = time.perf_counter()
+        ann.build(dim, "ivf", lambda: iter([x]), n)
+        out[f"{where}_build_s"] = round(time.perf_counter() - t, 2)
+    os.environ.pop("VADINDEX_FAISS_GPU")
+    out["speedup"] = round(out["cpu_build_s"] / out["gpu_build_s"], 2)  # type: ignore[operator]
+    return out
+
+
 def bench_faiss_gpu(n: int, dim: int = 512) -> dict[str, object]:
-    import faiss
+    try:
+        import faiss
+    except ImportError:
+        return {"skipped": "FAISS is not installed"}
 
     if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
         return {"skipped": "this FAISS has no GPU support (install faiss-gpu: pip install vadindex[gpu])"}
@@ -99,6 +130,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--seconds", type=float, default=10.0, help="Timed encoding per model.")
     ap.add_argument("--segments", type=int, default=1_000_000, help="Vectors in the faiss-gpu index.")
+    ap.add_argument(
+        "--ivf-segments", type=int, default=1_000_000, help="Vectors for the IVF training timing."
+    )
     args = ap.parse_args()
     logging.getLogger("vadindex").setLevel(logging.ERROR)
 
@@ -121,6 +155,11 @@ def main() -> None:
         print(f"{model} fp16: {result[model]}")
     result["faiss_gpu"] = bench_faiss_gpu(args.segments)
     print(f"faiss-gpu: {result['faiss_gpu']}")
+    try:
+        result["ivf_training"] = bench_ivf_training(args.ivf_segments)
+    except ImportError as exc:
+        result["ivf_training"] = {"skipped": str(exc)}
+    print(f"IVF training: {result['ivf_training']}")
     print(json.dumps(result))
 
 

@@ -319,3 +319,38 @@ def test_a_final_commit_with_a_new_index_type_rebuilds_the_faiss_file(
     snap = open_index(path)
     assert snap.manifest.index_type == "hnsw" and ann.kind_of(snap.faiss_index()) == "hnsw"
     assert snap.faiss_index().ntotal == 1050 and snap.manifest.faiss_rows is None
+
+
+def test_ivf_training_through_a_clustering_index_finds_the_same_cells(monkeypatch) -> None:
+    # With faiss-gpu, k-means runs through a GPU IndexFlatIP set as the IVF's clustering index. On
+    # this CPU the same mechanics run with a CPU IndexFlatIP in its place: the cells must be those
+    # of the ordinary training, and the index must keep no reference to the clustering index.
+    import faiss
+
+    x = clustered_unit_vectors(4000, 32, 40, seed=7)
+    plain = ann.build(32, "ivf", lambda: iter([x]), len(x))
+    monkeypatch.setattr(ann, "gpus", lambda: 1)
+    moved: list = []
+    monkeypatch.setattr(
+        faiss, "index_cpu_to_all_gpus", lambda index: moved.append(index) or index, raising=False
+    )
+    routed = ann.build(32, "ivf", lambda: iter([x]), len(x))
+    assert len(moved) == 1 and moved[0].metric_type == faiss.METRIC_INNER_PRODUCT
+    a, b = ann._ivf(plain), ann._ivf(routed)
+    assert a.nlist == b.nlist >= 16
+    assert np.allclose(
+        a.quantizer.reconstruct_n(0, a.nlist), b.quantizer.reconstruct_n(0, b.nlist), atol=1e-5
+    )
+    assert b.clustering_index is None
+
+
+@pytest.mark.gpu
+def test_ivf_training_on_the_gpu_matches_the_cpu() -> None:  # pragma: no cover - needs faiss-gpu and CUDA
+    if not ann.gpus():
+        pytest.skip("no GPU for FAISS")
+    x = clustered_unit_vectors(20000, 64, 100, seed=8)
+    q = clustered_unit_vectors(50, 64, 100, seed=8) + 0.05
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    index = ann.build(64, "ivf", lambda: iter([x]), len(x))
+    _, ids = ann.search(index, q, 10, rerank=False)
+    assert recall_at(ids, exact_top(x, q, 10)) >= 0.9
