@@ -57,7 +57,9 @@ def segment_truth(segments: pd.DataFrame, spans: dict[str, tuple[tuple[int, int]
         A boolean array, one entry per segment.
     """
     truth = np.zeros(len(segments), dtype=bool)
-    for i, (video, f0, f1) in enumerate(segments[["video", "start_frame", "end_frame"]].itertuples(index=False)):
+    for i, (video, f0, f1) in enumerate(
+        segments[["video", "start_frame", "end_frame"]].itertuples(index=False)
+    ):
         truth[i] = any(min(int(f1), e) > max(int(f0), s) for s, e in spans.get(video, ()))
     return truth
 
@@ -100,7 +102,9 @@ def run_demo(
     root = Path(out).expanduser()
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    scenes = synth.generate_scenes(root / "scenes", seed, n_normal, n_anomaly, workers=min(2, os.cpu_count() or 1))
+    scenes = synth.generate_scenes(
+        root / "scenes", seed, n_normal, n_anomaly, workers=min(2, os.cpu_count() or 1)
+    )
     timings["generate_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -125,7 +129,13 @@ def run_demo(
                 "class": cls,
                 "precision_at_5": float(relevant.mean()) if len(hits) else 0.0,
                 "top": [
-                    {"video": r.video, "start": r.start, "end": r.end, "score": round(float(r.score), 4), "hit": bool(h)}
+                    {
+                        "video": r.video,
+                        "start": r.start,
+                        "end": r.end,
+                        "score": round(float(r.score), 4),
+                        "hit": bool(h),
+                    }
                     for r, h in zip(hits.itertuples(index=False), relevant, strict=True)
                 ],
             }

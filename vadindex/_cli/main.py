@@ -92,21 +92,90 @@ def cli(verbose: int, quiet: bool) -> None:
 
 @cli.command()
 @click.argument("sources", nargs=-1, type=click.Path(path_type=str))
-@click.option("--index", "-i", "index", required=True, type=click.Path(path_type=str), help="Index folder (created if missing).")
-@click.option("--manifest", type=click.Path(path_type=str), help="CSV with a path column and optional label (normal/anomaly or 0/1) and class columns.")
-@click.option("--model", default=None, help=f"open_clip architecture or a built-in model (vadindex-tiny, vadindex-test). [default: the index's, else {C.DEFAULT_MODEL}]")
-@click.option("--pretrained", default=None, help="open_clip pretrained tag, a local checkpoint file, 'builtin' or 'random' (tests only). [default: the model's usual tag]")
+@click.option(
+    "--index",
+    "-i",
+    "index",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Index folder (created if missing).",
+)
+@click.option(
+    "--manifest",
+    type=click.Path(path_type=str),
+    help="CSV with a path column and optional label (normal/anomaly or 0/1) and class columns.",
+)
+@click.option(
+    "--model",
+    default=None,
+    help=f"open_clip architecture or a built-in model (vadindex-tiny, vadindex-test). [default: the index's, else {C.DEFAULT_MODEL}]",
+)
+@click.option(
+    "--pretrained",
+    default=None,
+    help="open_clip pretrained tag, a local checkpoint file, 'builtin' or 'random' (tests only). [default: the model's usual tag]",
+)
 @click.option("--device", default=C.DEFAULT_DEVICE, show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--batch-size", default=C.DEFAULT_BATCH_SIZE, show_default=True, type=int, help="Frames per encoder batch.")
-@click.option("--fps", default=None, type=float, help=f"Frames sampled per second. [default: {C.DEFAULT_FPS:g}, or the index's]")
-@click.option("--segment-seconds", default=None, type=float, help=f"Segment length in seconds. [default: {C.DEFAULT_SEGMENT_SECONDS:g}, or the index's]")
-@click.option("--commit-every", default=C.DEFAULT_COMMIT_EVERY, show_default=True, type=int, help="Videos per commit; a crash loses at most these.")
-@click.option("--video-timeout", default=None, type=float, help="Abandon a video (reported as failed) that takes longer than this many seconds in all. [default: no limit]")
-@click.option("--stall-timeout", default=C.DEFAULT_STALL_TIMEOUT, show_default=True, type=float, help="Abandon a video whose decoder produces nothing for this many seconds.")
+@click.option(
+    "--batch-size",
+    default=C.DEFAULT_BATCH_SIZE,
+    show_default=True,
+    type=int,
+    help="Frames per encoder batch.",
+)
+@click.option(
+    "--fps",
+    default=None,
+    type=float,
+    help=f"Frames sampled per second. [default: {C.DEFAULT_FPS:g}, or the index's]",
+)
+@click.option(
+    "--segment-seconds",
+    default=None,
+    type=float,
+    help=f"Segment length in seconds. [default: {C.DEFAULT_SEGMENT_SECONDS:g}, or the index's]",
+)
+@click.option(
+    "--commit-every",
+    default=C.DEFAULT_COMMIT_EVERY,
+    show_default=True,
+    type=int,
+    help="Videos per commit; a crash loses at most these.",
+)
+@click.option(
+    "--video-timeout",
+    default=None,
+    type=float,
+    help="Abandon a video (reported as failed) that takes longer than this many seconds in all. [default: no limit]",
+)
+@click.option(
+    "--stall-timeout",
+    default=C.DEFAULT_STALL_TIMEOUT,
+    show_default=True,
+    type=float,
+    help="Abandon a video whose decoder produces nothing for this many seconds.",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar. [default: on a terminal]")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16"]), default=C.DEFAULT_PRECISION, show_default=True, help="Encoder arithmetic. auto: fp16 on CUDA; on a CPU, int8 (about 2x faster) once the first 32 frames match fp32 to a cosine of 0.998, else fp32. fp32; int8 (CPU, unchecked); fp16 (CUDA).")
-@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default=None, help="FAISS index: flat (exact), ivf or hnsw (approximate, for large indexes), auto (flat below 200,000 segments, then ivf). [default: the index's, else auto]")
-@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default=C.DEFAULT_BACKEND, show_default=True, help="Image-tower runtime; onnxruntime (CPU, fp32, same embeddings, ~1.2x faster than torch fp32) needs `pip install onnxruntime onnx`.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "int8", "fp16"]),
+    default=C.DEFAULT_PRECISION,
+    show_default=True,
+    help="Encoder arithmetic. auto: fp16 on CUDA; on a CPU, int8 (about 2x faster) once the first 32 frames match fp32 to a cosine of 0.998, else fp32. fp32; int8 (CPU, unchecked); fp16 (CUDA).",
+)
+@click.option(
+    "--index-type",
+    type=click.Choice(["auto", "flat", "ivf", "hnsw"]),
+    default=None,
+    help="FAISS index: flat (exact), ivf or hnsw (approximate, for large indexes), auto (flat below 200,000 segments, then ivf). [default: the index's, else auto]",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["torch", "onnxruntime"]),
+    default=C.DEFAULT_BACKEND,
+    show_default=True,
+    help="Image-tower runtime; onnxruntime (CPU, fp32, same embeddings, ~1.2x faster than torch fp32) needs `pip install onnxruntime onnx`.",
+)
 @_format_option(("text", "json"))
 @_friendly_errors
 def build(sources: tuple[str, ...], index: str, manifest: str | None, model: str | None, pretrained: str | None,
@@ -158,13 +227,29 @@ def build(sources: tuple[str, ...], index: str, manifest: str | None, model: str
 @cli.command()
 @click.argument("text", required=False)
 @click.option("--index", "-i", "index", required=True, type=click.Path(path_type=str), help="Index folder.")
-@click.option("-k", "k", default=C.DEFAULT_TOP_K_RESULTS, show_default=True, type=int, help="Number of results.")
-@click.option("--video", default=None, help="Only videos whose name or path matches this glob, e.g. 'fight/*'.")
-@click.option("--image", type=click.Path(path_type=str), default=None, help="Query by example image instead of text.")
-@click.option("--device", default=C.DEFAULT_DEVICE, show_default=True, help="Device for the text/image encoder.")
+@click.option(
+    "-k", "k", default=C.DEFAULT_TOP_K_RESULTS, show_default=True, type=int, help="Number of results."
+)
+@click.option(
+    "--video", default=None, help="Only videos whose name or path matches this glob, e.g. 'fight/*'."
+)
+@click.option(
+    "--image", type=click.Path(path_type=str), default=None, help="Query by example image instead of text."
+)
+@click.option(
+    "--device", default=C.DEFAULT_DEVICE, show_default=True, help="Device for the text/image encoder."
+)
 @click.option("--pretrained", default=None, help="The index's checkpoint file, if it moved.")
-@click.option("--exact", is_flag=True, help="Scan every segment even when the index is approximate (ivf, hnsw).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16"]), default=C.DEFAULT_PRECISION, show_default=True, help="Image-encoder arithmetic for --image (text is always encoded in full precision).")
+@click.option(
+    "--exact", is_flag=True, help="Scan every segment even when the index is approximate (ivf, hnsw)."
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "int8", "fp16"]),
+    default=C.DEFAULT_PRECISION,
+    show_default=True,
+    help="Image-encoder arithmetic for --image (text is always encoded in full precision).",
+)
 @_format_option()
 @_friendly_errors
 def query(text: str | None, index: str, k: int, video: str | None, image: str | None, device: str,
@@ -213,26 +298,133 @@ def _explicit(ctx: click.Context, name: str) -> bool:
 @click.option("--index", "-i", "index", required=True, type=click.Path(path_type=str), help="Index folder.")
 @click.option("--prompts", "-p", default=None, help=_PROMPTS_HELP + " Required unless --config sets it.")
 @_normal_prompts_option
-@click.option("--config", "config_file", type=click.Path(path_type=str), default=None, help="YAML settings (as `vadindex tune` writes); options given here override it.")
-@click.option("--rule", type=click.Choice(C.RULES), default=C.DEFAULT_RULE, show_default=True, help="Segment rule (see --help text).")
-@click.option("--segment-threshold", default=C.DEFAULT_SEGMENT_THRESHOLD, show_default=True, type=float, help="Threshold on the segment score.")
-@click.option("--top-k", default=C.DEFAULT_PROMPT_TOP_K, show_default=True, type=int, help="Classes that vote in the topk rule.")
-@click.option("--calibrate", type=click.Choice(C.CALIBRATIONS), default=C.DEFAULT_CALIBRATE, show_default=True, help="Calibrate each class against its similarities over the whole index.")
-@click.option("--smooth", default=C.DEFAULT_SMOOTH, show_default=True, type=int, help="Average each score with this many neighbouring segments each side (same video).")
-@click.option("--knn-k", default=C.DEFAULT_KNN_K, show_default=True, type=int, help="Blend each score with its K nearest segments in the index (0: off).")
-@click.option("--knn-alpha", default=C.DEFAULT_KNN_ALPHA, show_default=True, type=float, help="Weight of the neighbours' mean score.")
-@click.option("--frame-votes", default=C.DEFAULT_FRAME_VOTES, show_default=True, type=int, help="frame-vote rule: frames of a segment that must pass the threshold.")
-@click.option("--video-agg", type=click.Choice(C.VIDEO_AGGS), default=C.DEFAULT_VIDEO_AGG, show_default=True, help="Video score: ratio of anomalous segments, max segment score, or mean of the top segment scores.")
-@click.option("--video-ratio", default=C.DEFAULT_VIDEO_RATIO, show_default=True, type=float, help="ratio: a video is anomalous when at least this fraction of its segments is.")
-@click.option("--video-threshold", default=None, type=float, help="max/topk-mean: threshold on the video score. [default: --segment-threshold]")
-@click.option("--video-top-k", default=C.DEFAULT_VIDEO_TOP_K, show_default=True, type=int, help="topk-mean: segments averaged.")
-@click.option("--annotations", type=click.Path(path_type=str), default=None, help="UCF-Crime or XD-Violence temporal annotation file: adds frame-level AUC/AP, segment-level and per-class metrics.")
-@click.option("--annotation-format", type=click.Choice(["auto", "ucf-crime", "xd-violence"]), default="auto", show_default=True, help="Format of --annotations.")
-@click.option("--cache/--no-cache", "use_cache", default=True, show_default=True, help="Reuse text embeddings and similarities cached in the index folder.")
-@click.option("--out", "out", type=click.Path(path_type=str), default=None, help="Write segments.csv, videos.csv and detect.json here.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=str),
+    default=None,
+    help="YAML settings (as `vadindex tune` writes); options given here override it.",
+)
+@click.option(
+    "--rule",
+    type=click.Choice(C.RULES),
+    default=C.DEFAULT_RULE,
+    show_default=True,
+    help="Segment rule (see --help text).",
+)
+@click.option(
+    "--segment-threshold",
+    default=C.DEFAULT_SEGMENT_THRESHOLD,
+    show_default=True,
+    type=float,
+    help="Threshold on the segment score.",
+)
+@click.option(
+    "--top-k",
+    default=C.DEFAULT_PROMPT_TOP_K,
+    show_default=True,
+    type=int,
+    help="Classes that vote in the topk rule.",
+)
+@click.option(
+    "--calibrate",
+    type=click.Choice(C.CALIBRATIONS),
+    default=C.DEFAULT_CALIBRATE,
+    show_default=True,
+    help="Calibrate each class against its similarities over the whole index.",
+)
+@click.option(
+    "--smooth",
+    default=C.DEFAULT_SMOOTH,
+    show_default=True,
+    type=int,
+    help="Average each score with this many neighbouring segments each side (same video).",
+)
+@click.option(
+    "--knn-k",
+    default=C.DEFAULT_KNN_K,
+    show_default=True,
+    type=int,
+    help="Blend each score with its K nearest segments in the index (0: off).",
+)
+@click.option(
+    "--knn-alpha",
+    default=C.DEFAULT_KNN_ALPHA,
+    show_default=True,
+    type=float,
+    help="Weight of the neighbours' mean score.",
+)
+@click.option(
+    "--frame-votes",
+    default=C.DEFAULT_FRAME_VOTES,
+    show_default=True,
+    type=int,
+    help="frame-vote rule: frames of a segment that must pass the threshold.",
+)
+@click.option(
+    "--video-agg",
+    type=click.Choice(C.VIDEO_AGGS),
+    default=C.DEFAULT_VIDEO_AGG,
+    show_default=True,
+    help="Video score: ratio of anomalous segments, max segment score, or mean of the top segment scores.",
+)
+@click.option(
+    "--video-ratio",
+    default=C.DEFAULT_VIDEO_RATIO,
+    show_default=True,
+    type=float,
+    help="ratio: a video is anomalous when at least this fraction of its segments is.",
+)
+@click.option(
+    "--video-threshold",
+    default=None,
+    type=float,
+    help="max/topk-mean: threshold on the video score. [default: --segment-threshold]",
+)
+@click.option(
+    "--video-top-k",
+    default=C.DEFAULT_VIDEO_TOP_K,
+    show_default=True,
+    type=int,
+    help="topk-mean: segments averaged.",
+)
+@click.option(
+    "--annotations",
+    type=click.Path(path_type=str),
+    default=None,
+    help="UCF-Crime or XD-Violence temporal annotation file: adds frame-level AUC/AP, segment-level and per-class metrics.",
+)
+@click.option(
+    "--annotation-format",
+    type=click.Choice(["auto", "ucf-crime", "xd-violence"]),
+    default="auto",
+    show_default=True,
+    help="Format of --annotations.",
+)
+@click.option(
+    "--cache/--no-cache",
+    "use_cache",
+    default=True,
+    show_default=True,
+    help="Reuse text embeddings and similarities cached in the index folder.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=str),
+    default=None,
+    help="Write segments.csv, videos.csv and detect.json here.",
+)
 @click.option("--device", default=C.DEFAULT_DEVICE, show_default=True, help="Device for the text encoder.")
 @click.option("--pretrained", default=None, help="The index's checkpoint file, if it moved.")
-@click.option("--segments", "json_segments", type=click.Choice(["all", "anomalous", "none"]), default="all", show_default=True, help="Segments listed by --format json (videos and metrics are always there).")
+@click.option(
+    "--segments",
+    "json_segments",
+    type=click.Choice(["all", "anomalous", "none"]),
+    default="all",
+    show_default=True,
+    help="Segments listed by --format json (videos and metrics are always there).",
+)
 @_format_option(("table", "json"))
 @click.pass_context
 @_friendly_errors
@@ -303,17 +495,63 @@ def detect_cmd(ctx: click.Context, index: str, prompts: str | None, normal_promp
 
 
 @cli.command(name="tune")
-@click.option("--index", "-i", "index", required=True, type=click.Path(path_type=str), help="Index folder (labelled, or with --annotations).")
+@click.option(
+    "--index",
+    "-i",
+    "index",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Index folder (labelled, or with --annotations).",
+)
 @click.option("--prompts", "-p", required=True, help=_PROMPTS_HELP)
 @_normal_prompts_option
-@click.option("--annotations", type=click.Path(path_type=str), default=None, help="Temporal annotation file: frame-level AUC, and labels for unlabelled videos.")
-@click.option("--annotation-format", type=click.Choice(["auto", "ucf-crime", "xd-violence"]), default="auto", show_default=True, help="Format of --annotations.")
-@click.option("--metric", type=click.Choice(["f1", "auc"]), default="f1", show_default=True, help="Maximise video F1, or AUC (frame-level with --annotations, else video-level).")
-@click.option("--folds", default=C.DEFAULT_TUNE_FOLDS, show_default=True, type=int, help="Cross-validation folds, split by video.")
-@click.option("--grid", type=click.Path(path_type=str), default=None, help="YAML file replacing entries of the search grid (rule, calibrate, smooth, knn_k, video_ratio...).")
+@click.option(
+    "--annotations",
+    type=click.Path(path_type=str),
+    default=None,
+    help="Temporal annotation file: frame-level AUC, and labels for unlabelled videos.",
+)
+@click.option(
+    "--annotation-format",
+    type=click.Choice(["auto", "ucf-crime", "xd-violence"]),
+    default="auto",
+    show_default=True,
+    help="Format of --annotations.",
+)
+@click.option(
+    "--metric",
+    type=click.Choice(["f1", "auc"]),
+    default="f1",
+    show_default=True,
+    help="Maximise video F1, or AUC (frame-level with --annotations, else video-level).",
+)
+@click.option(
+    "--folds",
+    default=C.DEFAULT_TUNE_FOLDS,
+    show_default=True,
+    type=int,
+    help="Cross-validation folds, split by video.",
+)
+@click.option(
+    "--grid",
+    type=click.Path(path_type=str),
+    default=None,
+    help="YAML file replacing entries of the search grid (rule, calibrate, smooth, knn_k, video_ratio...).",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fold shuffle.")
-@click.option("--out", "out", required=True, type=click.Path(path_type=str), help="Write the best settings here (YAML for `detect --config`).")
-@click.option("--device", default=C.DEFAULT_DEVICE, show_default=True, help="Device for the text encoder (prompts not cached yet).")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Write the best settings here (YAML for `detect --config`).",
+)
+@click.option(
+    "--device",
+    default=C.DEFAULT_DEVICE,
+    show_default=True,
+    help="Device for the text encoder (prompts not cached yet).",
+)
 @click.option("--pretrained", default=None, help="The index's checkpoint file, if it moved.")
 @_format_option(("text", "json"))
 @_friendly_errors
@@ -356,9 +594,26 @@ def tune_cmd(index: str, prompts: str, normal_prompts: str | None, annotations: 
 
 @cli.command(name="manifest")
 @click.argument("root", type=click.Path(path_type=str))
-@click.option("--out", "out", required=True, type=click.Path(path_type=str), help="Manifest CSV to write (path,label,class).")
-@click.option("--layout", type=click.Choice(["auto", "ucf-crime", "xd-violence"]), default="auto", show_default=True, help="Naming convention of the dataset.")
-@click.option("--only", type=click.Path(path_type=str), default=None, help="Keep only videos named at the start of this file's lines (an annotation file, Anomaly_Test.txt).")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Manifest CSV to write (path,label,class).",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(["auto", "ucf-crime", "xd-violence"]),
+    default="auto",
+    show_default=True,
+    help="Naming convention of the dataset.",
+)
+@click.option(
+    "--only",
+    type=click.Path(path_type=str),
+    default=None,
+    help="Keep only videos named at the start of this file's lines (an annotation file, Anomaly_Test.txt).",
+)
 @_friendly_errors
 def manifest_cmd(root: str, out: str, layout: str, only: str | None) -> None:
     """Make a manifest (path,label,class) from UCF-Crime class folders or XD-Violence file names.
@@ -380,7 +635,9 @@ def manifest_cmd(root: str, out: str, layout: str, only: str | None) -> None:
     rows = build_manifest(root, layout, only, relative_to=target.parent)
     write_text_atomic(target, manifest_csv(rows))
     counts = Counter(r.label or "unknown" for r in rows)
-    click.echo(f"Wrote {target}: {len(rows)} videos ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}).")
+    click.echo(
+        f"Wrote {target}: {len(rows)} videos ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))})."
+    )
 
 
 @cli.command()
@@ -415,7 +672,9 @@ def info(index: str, fmt: str) -> None:
     click.echo(f"format     {m.format_version} (generation {m.generation}, vadindex {m.vadindex_version})")
     click.echo(f"model      {m.identity.describe()}  dim {m.dim}  logit_scale {m.logit_scale:.2f}")
     click.echo(f"sampling   {m.sampling['fps']:g} fps, {m.sampling['segment_seconds']:g} s segments")
-    click.echo(f"contents   {m.n_videos} videos, {m.n_segments} segments, {m.n_frames} frames in {len(m.parts)} parts")
+    click.echo(
+        f"contents   {m.n_videos} videos, {m.n_segments} segments, {m.n_frames} frames in {len(m.parts)} parts"
+    )
     if m.faiss_file:
         from vadindex.ann import describe
 
@@ -484,15 +743,30 @@ def check_cmd(index: str, quick: bool, fmt: str) -> None:
 
 
 @cli.command()
-@click.option("--out", "out", default="demo-out", show_default=True, type=click.Path(path_type=str), help="Output folder: scenes/, index/, detect/.")
-@click.option("--seed", default=None, type=int, help="Scene-set seed. [default: a fixed seed never used in training]")
-@click.option("--normal", "n_normal", default=10, show_default=True, type=int, help="Normal videos to generate.")
-@click.option("--anomalous", "n_anomaly", default=10, show_default=True, type=int, help="Anomalous videos to generate.")
+@click.option(
+    "--out",
+    "out",
+    default="demo-out",
+    show_default=True,
+    type=click.Path(path_type=str),
+    help="Output folder: scenes/, index/, detect/.",
+)
+@click.option(
+    "--seed", default=None, type=int, help="Scene-set seed. [default: a fixed seed never used in training]"
+)
+@click.option(
+    "--normal", "n_normal", default=10, show_default=True, type=int, help="Normal videos to generate."
+)
+@click.option(
+    "--anomalous", "n_anomaly", default=10, show_default=True, type=int, help="Anomalous videos to generate."
+)
 @click.option("--device", default=C.DEFAULT_DEVICE, show_default=True, help="Encoder device.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar. [default: on a terminal]")
 @_format_option(("text", "json"))
 @_friendly_errors
-def demo(out: str, seed: int | None, n_normal: int, n_anomaly: int, device: str, progress: bool | None, fmt: str) -> None:
+def demo(
+    out: str, seed: int | None, n_normal: int, n_anomaly: int, device: str, progress: bool | None, fmt: str
+) -> None:
     """Run the whole job offline on generated scenes with the built-in vadindex-tiny model.
 
     Renders surveillance-like scenes (street, car park, corridor) with ground truth, indexes them,
@@ -520,8 +794,12 @@ def demo(out: str, seed: int | None, n_normal: int, n_anomaly: int, device: str,
         best = f"{top['video']} {top['start']:.0f}-{top['end']:.0f}s" if top else "-"
         click.echo(f"  query {q['query']!r:42} P@5 {q['precision_at_5']:.2f}   top: {best}")
     click.echo("")
-    click.echo(f"Video-level    F1 {m['video_f1']:.3f}  (precision {m['video_precision']:.3f}, recall {m['video_recall']:.3f})")
-    click.echo(f"Segment-level  F1 {m['segment_f1']:.3f}  (precision {m['segment_precision']:.3f}, recall {m['segment_recall']:.3f})")
+    click.echo(
+        f"Video-level    F1 {m['video_f1']:.3f}  (precision {m['video_precision']:.3f}, recall {m['video_recall']:.3f})"
+    )
+    click.echo(
+        f"Segment-level  F1 {m['segment_f1']:.3f}  (precision {m['segment_precision']:.3f}, recall {m['segment_recall']:.3f})"
+    )
     click.echo(f"Search         precision@5 {m['precision_at_5']:.3f}")
     click.echo(f"\nDetections: {result.out / 'detect'}/videos.csv, segments.csv  "
                f"(took {sum(result.timings.values()):.0f} s)")  # fmt: skip
