@@ -106,14 +106,18 @@ def test_auto_moves_to_int8_after_checking_it_on_the_first_frames(encoder) -> No
     if not int8_is_fast():
         pytest.skip("int8 is not fast on this CPU; auto stays in fp32")
     auto = load_encoder("vadindex-test", "random", "cpu", "auto")
-    first = _frames(INT8_PROBE_FRAMES - 8, encoder.image_size)
-    # While it checks, it answers in fp32, exactly the fp32 encoder's embeddings.
-    assert np.array_equal(auto.encode_images(first), encoder.encode_images(first))
-    assert auto.precision == "fp32" and auto.int8_check is None
-    more = _frames(16, encoder.image_size, seed=1)
+    # A quarter of the check's frames at most from each batch: three big batches do not finish it.
+    for seed in range(3):
+        batch = _frames(64, encoder.image_size, seed=seed)
+        # While it checks, it answers in fp32, exactly the fp32 encoder's embeddings.
+        assert np.array_equal(auto.encode_images(batch), encoder.encode_images(batch))
+        assert auto.precision == "fp32" and auto.int8_check is None
+    more = _frames(5, encoder.image_size, seed=3)  # 5 more: 29 of 32
     assert np.array_equal(auto.encode_images(more), encoder.encode_images(more))
+    assert auto.int8_check is None
+    last = _frames(64, encoder.image_size, seed=4)  # takes the 3 it still needs
+    assert np.array_equal(auto.encode_images(last), encoder.encode_images(last))
     check = auto.int8_check
-    # Only the frames the check needs are encoded twice (8 of the second batch's 16).
     assert check is not None and check["accepted"] and check["frames"] == INT8_PROBE_FRAMES
     assert check["min_cosine"] >= 0.998 and check["mean_cosine"] >= check["min_cosine"]
     assert auto.precision == "int8"
@@ -135,8 +139,9 @@ def test_auto_stays_in_fp32_when_int8_disagrees(encoder, monkeypatch) -> None:  
     monkeypatch.setattr(E, "int8_is_fast", lambda: True)
     monkeypatch.setattr(C, "INT8_MIN_COSINE", 1.5)  # no cosine reaches it
     auto = load_encoder("vadindex-test", "random", "cpu", "auto")
-    frames = _frames(C.INT8_PROBE_FRAMES, encoder.image_size)
-    assert np.array_equal(auto.encode_images(frames), encoder.encode_images(frames))
+    for seed in range(4):
+        frames = _frames(C.INT8_PROBE_FRAMES, encoder.image_size, seed=seed)
+        assert np.array_equal(auto.encode_images(frames), encoder.encode_images(frames))
     assert auto.int8_check is not None and not auto.int8_check["accepted"]
     assert auto.precision == "fp32"
     assert any(type(m) is torch.nn.Linear for m in auto.model.visual.modules())
@@ -234,5 +239,6 @@ def test_the_check_handles_towers_that_return_tuples(encoder, monkeypatch) -> No
         return tower
 
     monkeypatch.setattr(E, "quantized_tower", tuple_tower)
-    auto.encode_images(_frames(40, encoder.image_size))
+    for seed in range(4):
+        auto.encode_images(_frames(40, encoder.image_size, seed=seed))
     assert auto.int8_check is not None and auto.int8_check["accepted"], auto.int8_check

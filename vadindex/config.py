@@ -19,13 +19,15 @@ DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = {"ViT-B-32": "laion2b_s34b_b79k"}
 DEFAULT_DEVICE = "auto"
 DEFAULT_BATCH_SIZE = 64
-#: Encoder arithmetic: ``auto`` is fp16 autocast on CUDA; on an x86 CPU it is fp32 for the first
-#: ``INT8_PROBE_FRAMES`` frames, each also encoded in int8, and int8 from then on if every one of
-#: them agreed with fp32 to a cosine of at least ``INT8_MIN_COSINE`` (else fp32 throughout).
+#: Encoder arithmetic: ``auto`` is fp16 autocast on CUDA; on an x86 CPU it is fp32 until
+#: ``INT8_PROBE_FRAMES`` frames (a quarter at most from each batch, so from at least four batches)
+#: have also been encoded in int8, and int8 from then on if every one of them agreed with fp32 to a
+#: cosine of at least ``INT8_MIN_COSINE`` (else fp32 throughout).
 #: ``int8`` (CPU) quantises the image tower's linear layers dynamically, ``fp16`` needs CUDA.
 #: See BENCHMARKS.md.
 DEFAULT_PRECISION = "auto"
-#: Frames ``--precision auto`` encodes both ways on a CPU before it settles on int8 or fp32.
+#: Frames ``--precision auto`` encodes both ways on a CPU before it settles on int8 or fp32 (taken
+#: from at least four batches: four stretches of footage, or four short videos).
 INT8_PROBE_FRAMES = 32
 #: Lowest cosine between an int8 and an fp32 embedding of the same frame that ``auto`` accepts. A
 #: cosine c moves a similarity by at most sqrt(2 (1 - c)): 0.063 at 0.998; the error is spread over

@@ -446,8 +446,8 @@ class OpenClipEncoder:
     or by ONNX Runtime with ``backend="onnxruntime"``.
 
     With ``int8_probe`` (``--precision auto`` on a CPU where int8 is fast), the encoder starts in
-    fp32 and also encodes its first ``INT8_PROBE_FRAMES`` frames with an int8 copy of the image tower;
-    it returns the fp32 embeddings meanwhile, and moves to int8 for good only if every probed frame
+    fp32 and also encodes ``INT8_PROBE_FRAMES`` frames with an int8 copy of the image tower, at most a
+    quarter of them from any one call, spread over it; it returns the fp32 embeddings meanwhile, and moves to int8 for good only if every probed frame
     agreed with fp32 to a cosine of ``INT8_MIN_COSINE`` or more. The check runs on the user's own
     weights and frames, which is what "equal quality" has to mean for weights this code has never
     seen. ``precision`` says where it stands (``fp32`` until then), ``int8_check`` what was measured.
@@ -546,8 +546,12 @@ class OpenClipEncoder:
                     if probe.tower is None:  # nothing to quantise (a ResNet tower): fp32, silently
                         self._probe = None
                         return
+                # At most a quarter of the frames from any one batch, spread over it: the check
+                # then sees at least four stretches of footage (four videos, when they are short).
                 need = INT8_PROBE_FRAMES - sum(len(c) for c in probe.cosines)
-                probe.cosines.append(_cosines(_pooled(probe.tower(x[:need])), reference[:need]))
+                take = min(need, -(-INT8_PROBE_FRAMES // 4), len(x))
+                rows = np.unique(np.linspace(0, len(x) - 1, take).round().astype(np.int64))
+                probe.cosines.append(_cosines(_pooled(probe.tower(x[rows])), reference[rows]))
             except Exception as exc:  # noqa: BLE001 - any failure means: stay in fp32
                 reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 log.warning("--precision auto: the int8 check failed (%s); encoding in fp32", reason)
