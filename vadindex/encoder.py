@@ -382,7 +382,7 @@ class OnnxImageTower:
     """An image tower exported to ONNX (once, cached on disk) and run by ONNX Runtime on the CPU.
 
     ONNX Runtime fuses attention, layer norms and GELU and keeps its own thread pool; on two CPU
-    cores it encodes ViT-B-32 frames about 1.7x faster than PyTorch with the same embeddings
+    cores it encodes ViT-B-32 frames 1.16-1.24x faster than PyTorch with the same embeddings
     (cosine to PyTorch's above 0.99999; see BENCHMARKS.md). The file is keyed by the model identity
     and the torch and open_clip versions, under ``$XDG_CACHE_HOME/vadindex/onnx``.
     """
@@ -525,8 +525,8 @@ class OpenClipEncoder:
         return emb.cpu().numpy()
 
     def _probe_int8(self, x: Any, reference: Any) -> None:
-        """Encode (the first frames still needed of) ``x`` with the int8 candidate, compare with the
-        fp32 ``reference``, and decide once ``INT8_PROBE_FRAMES`` frames are in.
+        """Encode some frames of ``x`` with the int8 candidate, compare with the fp32 ``reference``,
+        and decide once ``INT8_PROBE_FRAMES`` frames are in.
 
         Anything that goes wrong here (a tower whose quantised copy fails to run, a torch without
         quantisation) ends the check in fp32 with a warning: ``auto`` never fails a build that fp32

@@ -161,7 +161,7 @@ def cli(verbose: int, quiet: bool) -> None:
     type=click.Choice(["auto", "fp32", "int8", "fp16"]),
     default=C.DEFAULT_PRECISION,
     show_default=True,
-    help="Encoder arithmetic. auto: fp16 on CUDA; on a CPU, int8 (about 2x faster) once the first 32 frames match fp32 to a cosine of 0.998, else fp32. fp32; int8 (CPU, unchecked); fp16 (CUDA).",
+    help="Encoder arithmetic. auto: fp16 on CUDA; on a CPU, int8 (about 2x faster) once 32 frames of its first batches match fp32 to a cosine of 0.998, else fp32. fp32; int8 (CPU, unchecked); fp16 (CUDA).",
 )
 @click.option(
     "--index-type",
