@@ -24,6 +24,8 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/gpu.txt"
 python3 -c "import torch, open_clip; print('torch', torch.__version__, 'open_clip', open_clip.__version__)" | tee -a "$OUT/gpu.txt"
 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/pytest_gpu.txt"
-status=${PIPESTATUS[0]}
+tests=${PIPESTATUS[0]}
 timeout 300 python3 scripts/bench_gpu.py --seconds 8 2>&1 | tee "$OUT/bench_gpu.txt"
-exit "$status"
+bench=${PIPESTATUS[0]}
+echo "tests exit $tests, bench exit $bench" | tee -a "$OUT/gpu.txt"
+exit $((tests || bench))

@@ -344,6 +344,20 @@ def test_ivf_training_through_a_clustering_index_finds_the_same_cells(monkeypatc
     assert b.clustering_index is None
 
 
+def test_ivf_training_falls_back_to_the_cpu_when_the_gpu_cannot_take_it(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    import faiss
+
+    def out_of_memory(index):  # type: ignore[no-untyped-def]
+        raise RuntimeError("cudaMalloc error out of memory")
+
+    monkeypatch.setattr(ann, "gpus", lambda: 1)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", out_of_memory, raising=False)
+    x = clustered_unit_vectors(4000, 32, 40, seed=9)
+    index = ann.build(32, "ivf", lambda: iter([x]), len(x))
+    assert ann.kind_of(index) == "ivf" and index.ntotal == 4000
+    assert "training on the CPU" in caplog.text
+
+
 @pytest.mark.gpu
 def test_ivf_training_on_the_gpu_matches_the_cpu() -> None:  # pragma: no cover - needs faiss-gpu and CUDA
     if not ann.gpus():

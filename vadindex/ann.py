@@ -260,14 +260,22 @@ def _gpu_clustering(index: Any) -> Iterator[str]:
     """Run an IVF index's k-means assignment step on the GPUs while training, when faiss-gpu has
     any (``pip install vadindex[gpu]``): the k-means of a million-segment index takes about 50 s on
     two CPU cores. The trained index is an ordinary CPU index either way; the clustering index has
-    the quantiser's metric (inner product), so the cells are those the CPU would find."""
+    the quantiser's metric (inner product) and k-means its seed and iterations, so the cells are
+    the CPU's up to floating-point ties."""
     ivf = _ivf(index)
     if ivf is None or not gpus():
         yield "CPU"
         return
     import faiss
 
-    clustering = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(ivf.d))
+    try:
+        clustering = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(ivf.d))
+    except Exception as exc:  # noqa: BLE001 - GPU out of memory, a broken driver: the CPU will do
+        log.warning(
+            "IVF k-means on the GPU is unavailable (%s); training on the CPU", str(exc).splitlines()[0]
+        )
+        yield "CPU"
+        return
     ivf.clustering_index = clustering
     try:
         yield f"k-means on {gpus()} GPU(s)"
