@@ -62,16 +62,22 @@ def pending(vectors: np.ndarray, name: str) -> PendingVideo:
     return PendingVideo(video, segs, vectors, vectors.astype(np.float16))
 
 
+SAMPLING = {"fps": 4.0, "segment_seconds": 1.0, "min_tail_fraction": 0.5}
+
+
+def writer_for(path: Path, encoder, index_type: str | None = None) -> IndexWriter:  # type: ignore[no-untyped-def]
+    """An index writer for synthetic videos under the test model's identity."""
+    return IndexWriter(
+        path, encoder.identity, encoder.dim, encoder.logit_scale, dict(SAMPLING), index_type=index_type
+    )
+
+
 def write_synthetic(
     path: Path, batches: list[np.ndarray], index_type: str | None, encoder, first: int = 0
 ) -> None:  # type: ignore[no-untyped-def]
     """One commit per batch, each batch one video named ``v<first + i>``."""
-    sampling = {"fps": 4.0, "segment_seconds": 1.0, "min_tail_fraction": 0.5}
     for b, vectors in enumerate(batches, start=first):
-        writer = IndexWriter(
-            path, encoder.identity, encoder.dim, encoder.logit_scale, sampling, index_type=index_type
-        )
-        with writer:
+        with writer_for(path, encoder, index_type) as writer:
             writer.add(pending(vectors, f"v{b:03d}"))
             writer.commit()
 
@@ -191,13 +197,10 @@ def test_faiss_file_is_rewritten_geometrically_and_the_rows_it_lacks_are_searche
     from vadindex.verify import check_index
 
     monkeypatch.setattr(store, "FAISS_ALWAYS_WRITE_ROWS", 0)  # as if the index were already large
-    sampling = {"fps": 4.0, "segment_seconds": 1.0, "min_tail_fraction": 0.5}
     x = clustered_unit_vectors(2000, encoder.dim, 20, seed=3)
     path = tmp_path / "ix"
     written, covered = [], []
-    writer = IndexWriter(
-        path, encoder.identity, encoder.dim, encoder.logit_scale, sampling, index_type="flat"
-    )
+    writer = writer_for(path, encoder, "flat")
     with writer:
         for v in range(20):  # 20 commits of 100 segments
             writer.add(pending(x[v * 100 : (v + 1) * 100], f"v{v:03d}"))
@@ -240,17 +243,16 @@ def test_a_writer_reopening_a_partial_faiss_file_adds_the_missing_rows(
     import vadindex.store as store
 
     monkeypatch.setattr(store, "FAISS_ALWAYS_WRITE_ROWS", 0)
-    sampling = {"fps": 4.0, "segment_seconds": 1.0, "min_tail_fraction": 0.5}
     x = clustered_unit_vectors(900, encoder.dim, 9, seed=4)
     path = tmp_path / "ix"
-    with IndexWriter(path, encoder.identity, encoder.dim, encoder.logit_scale, sampling) as writer:
+    with writer_for(path, encoder) as writer:
         writer.add(pending(x[:800], "v0"))
         writer.commit()
         writer.add(pending(x[800:], "v1"))  # 100 more rows, fewer than a quarter of 800: not in FAISS
         writer.commit()
         assert writer.manifest.faiss_covered == 800 and writer.manifest.n_segments == 900
     # Like a build that was killed: the next writer rebuilds the in-memory index from file + parts.
-    with IndexWriter(path, encoder.identity, encoder.dim, encoder.logit_scale, sampling) as writer:
+    with writer_for(path, encoder) as writer:
         assert writer._faiss.ntotal == 900
         writer.commit(final=True)  # nothing queued: writes the FAISS file alone
         assert writer.manifest.faiss_rows is None
@@ -267,12 +269,9 @@ def test_search_over_a_lagging_faiss_file_merges_exactly(
     import vadindex.store as store
 
     monkeypatch.setattr(store, "FAISS_ALWAYS_WRITE_ROWS", 0)
-    sampling = {"fps": 4.0, "segment_seconds": 1.0, "min_tail_fraction": 0.5}
     x = clustered_unit_vectors(1100, encoder.dim, 11, seed=5)
     path = tmp_path / "ix"
-    with IndexWriter(
-        path, encoder.identity, encoder.dim, encoder.logit_scale, sampling, index_type=kind
-    ) as w:
+    with writer_for(path, encoder, kind) as w:
         w.add(pending(x[:1000], "v0"))
         w.commit()
         w.add(pending(x[1000:1030], "v1"))
@@ -301,20 +300,15 @@ def test_a_final_commit_with_a_new_index_type_rebuilds_the_faiss_file(
     import vadindex.store as store
 
     monkeypatch.setattr(store, "FAISS_ALWAYS_WRITE_ROWS", 0)
-    sampling = {"fps": 4.0, "segment_seconds": 1.0, "min_tail_fraction": 0.5}
     x = clustered_unit_vectors(1050, encoder.dim, 9, seed=6)
     path = tmp_path / "ix"
-    with IndexWriter(
-        path, encoder.identity, encoder.dim, encoder.logit_scale, sampling, index_type="flat"
-    ) as w:
+    with writer_for(path, encoder, "flat") as w:
         w.add(pending(x[:1000], "v0"))
         w.commit()
         w.add(pending(x[1000:], "v1"))
         w.commit()
         assert w.manifest.faiss_covered == 1000
-    with IndexWriter(
-        path, encoder.identity, encoder.dim, encoder.logit_scale, sampling, index_type="hnsw"
-    ) as w:
+    with writer_for(path, encoder, "hnsw") as w:
         w.commit(final=True)  # nothing queued
     snap = open_index(path)
     assert snap.manifest.index_type == "hnsw" and ann.kind_of(snap.faiss_index()) == "hnsw"

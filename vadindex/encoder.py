@@ -448,9 +448,10 @@ class OpenClipEncoder:
     With ``int8_probe`` (``--precision auto`` on a CPU where int8 is fast), the encoder starts in
     fp32 and also encodes ``INT8_PROBE_FRAMES`` frames with an int8 copy of the image tower, at most
     a quarter of them from any one call, spread over it; it returns the fp32 embeddings meanwhile,
-    and moves to int8 for good only if every probed frame agreed with fp32 to a cosine of ``INT8_MIN_COSINE`` or more. The check runs on the user's own
-    weights and frames, which is what "equal quality" has to mean for weights this code has never
-    seen. ``precision`` says where it stands (``fp32`` until then), ``int8_check`` what was measured.
+    and moves to int8 for good only if every probed frame agreed with fp32 to a cosine of
+    ``INT8_MIN_COSINE`` or more. The check runs on the user's own weights and frames, which is what
+    "equal quality" has to mean for weights this code has never seen. ``precision`` says where it
+    stands (``fp32`` until then), ``int8_check`` what was measured.
     """
 
     def __init__(
@@ -729,7 +730,7 @@ def load_encoder(
         )
     pretrained = pretrained or default_pretrained(model)
     device = resolve_device(device)
-    probe = precision == "auto" and device == "cpu" and backend == "torch" and int8_is_fast()
+    probe = precision == "auto" and int8_is_fast()  # the encoder itself checks device and backend
     precision = resolve_precision(precision, device)
     check_backend(backend, device, precision)
     path, identity = resolve_weights(model, pretrained)

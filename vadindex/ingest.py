@@ -211,7 +211,7 @@ def ingest_video(
     sampled = SampledVideo(path, settings.fps, encoder.image_size, batch_size)
     batches = _prefetch(sampled.batches(), 2, stall_timeout, path, video_timeout)
     rows = _Rows(encoder.dim)
-    precision_before = str(getattr(encoder, "precision", ""))
+    precision_before = _precision(encoder)
     for batch in batches:
         rows.append(encoder.encode_images(batch))
     info = sampled.info
@@ -262,7 +262,7 @@ def ingest_video(
         seg_vectors.astype(np.float32),
         frame_vectors.astype(np.float16),
         # both, when --precision auto moved to int8 during this video
-        precision=",".join(sorted({precision_before, str(getattr(encoder, "precision", ""))} - {""})),
+        precision=",".join(sorted({precision_before, _precision(encoder)} - {""})),
     )
 
 
@@ -471,9 +471,14 @@ def build_index(
         total_videos=manifest_now.n_videos,
         total_segments=manifest_now.n_segments,
         model=encoder.identity.describe(),
-        precision=str(getattr(encoder, "precision", "")),
+        precision=_precision(encoder),
         int8_check=getattr(encoder, "int8_check", None),
     )
+
+
+def _precision(encoder: Encoder) -> str:
+    """The encoder's current arithmetic (``OpenClipEncoder.precision``); empty for encoders without one."""
+    return str(getattr(encoder, "precision", ""))
 
 
 def _sampling_dict(settings: SamplingSettings) -> dict[str, float]:

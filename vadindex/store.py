@@ -17,8 +17,10 @@ the FAISS file) under a new generation number, then replaces ``manifest.json``. 
 cover only the first ``faiss_rows`` segments: rewriting a large file at every commit would make a
 build's writes grow with the square of its size, so during a build it is rewritten only when the
 segments it lacks exceed a quarter of those it holds, and always at the end of a build. Readers
-search the rows it lacks exactly, from the float16 parts (at most a fifth of the index). Everything is written to a
-temporary file in the same folder and moved into place with ``os.replace``; the manifest goes last,
+search the rows it lacks exactly, from the float16 parts (at most a fifth of the index).
+
+Everything is written to a temporary file in the same folder and moved into place with
+``os.replace``; the manifest goes last,
 so a crash at any moment leaves the previous commit intact. Files of a newer generation than the
 manifest are leftovers of a crash and are removed by the next writer. The manifest records the size
 and SHA-256 of every file it refers to, so ``vadindex check`` can tell a damaged file from a good one.
@@ -438,17 +440,9 @@ class IndexSnapshot:
         except ValueError as exc:
             raise StoreError(f"{file}: unreadable ({exc})") from None
 
-    def iter_vectors(self, chunk: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(first_row, float16 block)`` over all segment vectors, memory-mapped."""
-        row = 0
-        for part in self.manifest.parts:
-            vectors = self._load_npy(self.path / "parts" / f"{part.name}.vectors.npy")
-            for i in range(0, len(vectors), chunk):
-                yield row + i, vectors[i : i + chunk]
-            row += len(vectors)
-
-    def iter_vectors_from(self, start: int, chunk: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
-        """Like :meth:`iter_vectors`, from row ``start`` on (the rows the FAISS file lacks, say)."""
+    def iter_vectors(self, chunk: int = 65536, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first_row, float16 block)`` over the segment vectors from row ``start`` on (all of
+        them, or the rows the FAISS file lacks, say), memory-mapped."""
         row = 0
         for part in self.manifest.parts:
             end = row + part.segments
@@ -658,7 +652,6 @@ class IndexWriter:
 
     def open(self) -> None:
         """Lock the folder, load the current commit (or start a new index) and remove crash leftovers."""
-
         self._lock = self.lock or lock_index(self.path)
         self.lock = None
         try:
@@ -796,11 +789,9 @@ class IndexWriter:
                 f"{file}: holds {index.ntotal} vectors but the manifest says {m.faiss_covered}; "
                 f"run `vadindex check {self.path}`"
             )
-        tail = (
-            IndexSnapshot(self.path).iter_vectors_from(m.faiss_covered) if index.ntotal < m.n_segments else ()
-        )
-        for _, block in tail:
-            index.add(np.ascontiguousarray(block, dtype=np.float32))
+        if index.ntotal < m.n_segments:
+            for _, block in IndexSnapshot(self.path).iter_vectors(start=m.faiss_covered):
+                index.add(np.ascontiguousarray(block, dtype=np.float32))
         return index
 
     def _committed_vectors(self) -> Iterator[np.ndarray]:
@@ -819,7 +810,7 @@ class IndexWriter:
         written: dict[str, Callable[[Path], None]] = {}
         parts = m.parts
         videos = self._videos
-        faiss_index = self._faiss
+        vectors = np.zeros((0, self.dim), np.float32)  # a final commit may only complete the FAISS file
         if self._pending:
             part = f"{gen:06d}"
             seg_frames, seg_vecs, frame_vecs, video_rows = [], [], [], []
@@ -845,18 +836,14 @@ class IndexWriter:
             new_videos = pd.DataFrame(video_rows, columns=VIDEO_COLUMNS)
             videos = new_videos if videos.empty else pd.concat([videos, new_videos], ignore_index=True)
             parts = (*parts, Part(part, len(segments), len(frames), precision))
-            # Added in place, or rebuilt (auto crossing to IVF, a new --index-type) from the float16 parts.
-            faiss_index = ann.add(self._faiss, vectors, m.index_type, self._committed_vectors)
-        else:  # a final commit that only completes the FAISS file (rebuilt if --index-type changed)
-            empty = np.zeros((0, self.dim), np.float32)
-            faiss_index = ann.add(self._faiss, empty, m.index_type, self._committed_vectors)
+        # Added in place, or rebuilt (auto crossing to IVF, a new --index-type) from the float16 parts.
+        faiss_index = ann.add(self._faiss, vectors, m.index_type, self._committed_vectors)
         videos_file = f"videos.g{gen:06d}.parquet"
         written[videos_file] = lambda f: _save_parquet(f, videos)
-        covered = m.faiss_covered if m.faiss_file else 0
+        covered = m.faiss_covered if m.faiss_file else 0  # no file yet: the test below writes one
         rewrite = (
             final
             or faiss_index is not self._faiss  # rebuilt: the old file is of another structure
-            or not m.faiss_file
             or row0 <= FAISS_ALWAYS_WRITE_ROWS
             or row0 - covered > FAISS_TAIL_FRACTION * covered
         )
