@@ -5,7 +5,7 @@ rewrite (and SHA-256) the whole FAISS file, so a build's writes grew with the sq
 size. Now a commit rewrites it only when the rows it lacks exceed a quarter of those it holds, and
 the build's end writes it whole; readers scan the missing rows exactly. Both ways run here in one
 process, on the same synthetic index (random unit vectors, float16 parts, ``--index-type flat``),
-written through ``vadindex.store.IndexWriter`` as a build writes it:
+written through ``vadindex.index.writer.IndexWriter`` as a build writes it:
 
 - ``writer_s``: wall time of all the commits (parts, video table, FAISS file, manifest, fsyncs);
 - ``faiss_gb``: bytes of FAISS file written;
@@ -40,19 +40,20 @@ from bench_query import SAMPLING, SEGMENTS_PER_VIDEO, pending_video  # noqa: E40
 
 def write(path: Path, vectors: np.ndarray, commit_segments: int, query: np.ndarray) -> dict[str, float]:
     """Write ``vectors`` as an index in commits of ``commit_segments``; time it."""
-    from vadindex import store
-    from vadindex.encoder import ModelIdentity
-    from vadindex.search import search_vector
-    from vadindex.store import IndexWriter, open_index
+    from vadindex.index import faiss_index
+    from vadindex.index.reader import open_index
+    from vadindex.index.writer import IndexWriter
+    from vadindex.models.identity import ModelIdentity
+    from vadindex.search.vectors import search_vector
 
     written = [0]
-    real_save = store._save_faiss
+    real_save = faiss_index.save
 
     def counting_save(target: Path, index) -> None:  # type: ignore[no-untyped-def]
         real_save(target, index)
         written[0] += target.stat().st_size
 
-    store._save_faiss = counting_save
+    faiss_index.save = counting_save
     identity = ModelIdentity("ViT-B-32", "random")
     commit_times: list[float] = []
     try:
@@ -89,7 +90,7 @@ def write(path: Path, vectors: np.ndarray, commit_segments: int, query: np.ndarr
         complete_ms = (time.perf_counter() - t) * 1000
         assert list(partial["video"]) == list(complete["video"]), "partial and complete searches disagree"
     finally:
-        store._save_faiss = real_save
+        faiss_index.save = real_save
     return {
         "writer_s": round(writer_s, 2),
         "commits": generations,
@@ -115,7 +116,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.getLogger("vadindex").setLevel(logging.ERROR)
 
-    from vadindex import store
+    from vadindex.index import writer as store
 
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((args.segments, args.dim), dtype=np.float32)

@@ -43,7 +43,7 @@ def main() -> None:
 
     import torch
 
-    from vadindex.encoder import load_encoder
+    from vadindex.models.openclip import load_encoder
 
     fp32 = load_encoder(args.model, args.pretrained, "cpu", "fp32")
     rng = np.random.default_rng(0)

@@ -8,7 +8,7 @@ For a machine with CUDA; without one it says so and exits with status 0. Figures
   ``--segments`` random unit vectors (dim 512) on ``GpuIndexFlatIP`` (float16 storage), when the
   installed FAISS has GPU support (``pip install vadindex[gpu]`` after uninstalling faiss-cpu);
 - ``ivf_training``: vadindex's IVF build over ``--ivf-segments`` vectors with k-means on the CPU and
-  on the GPU (the same cells; see ``vadindex.ann``), when FAISS has GPU support.
+  on the GPU (the same cells; see ``vadindex.index.faiss_index``), when FAISS has GPU support.
 
 ``scripts/device_gpu_check.sh`` runs this, and the GPU tests, on the machine the ``device`` tool
 lends some sessions.
@@ -44,7 +44,7 @@ def cuda_device() -> str | None:
 def bench_encoder(model: str, batch_size: int, seconds: float) -> dict[str, float]:
     import torch
 
-    from vadindex.encoder import load_encoder
+    from vadindex.models.openclip import load_encoder
 
     encoder = load_encoder(model, "random", "cuda", "fp16")
     frames = np.random.default_rng(0).integers(
@@ -73,7 +73,7 @@ def bench_ivf_training(n: int, dim: int = 512) -> dict[str, object]:
 
     import faiss
 
-    from vadindex import ann
+    from vadindex.index import faiss_index as ann
 
     if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
         return {"skipped": "this FAISS has no GPU support (install faiss-gpu: pip install vadindex[gpu])"}

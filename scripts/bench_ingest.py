@@ -47,7 +47,7 @@ def load_average() -> float:
 
 def pick_videos(folder: Path, limit: int | None) -> list[Path]:
     """The videos under ``folder``, sorted; ``limit`` of them spread evenly over the sorted list."""
-    from vadindex.sources import collect_sources
+    from vadindex.ingest.sources import collect_sources
 
     videos, _ = collect_sources([folder], None)
     return spread(sorted(v.path for v in videos), limit)
@@ -76,7 +76,7 @@ def run_pipeline(paths: list[Path], encoder, batch_size: int, workdir: Path) -> 
 
 def decode_all(paths: list[Path], fps: float, size: int, batch_size: int) -> tuple[np.ndarray, list[int]]:
     """All sampled frames, and the sizes of the per-video batches the build feeds the encoder."""
-    from vadindex.decode import SampledVideo
+    from vadindex.ingest.decode import SampledVideo
 
     batches = [b for p in paths for b in SampledVideo(p, fps, size, batch_size).batches()]
     return np.concatenate(batches), [len(b) for b in batches]
@@ -218,7 +218,7 @@ def main() -> None:
     import torch
 
     from vadindex.config import DEFAULT_BATCH_SIZE, DEFAULT_FPS
-    from vadindex.encoder import load_encoder
+    from vadindex.models.openclip import load_encoder
 
     if args.threads:
         torch.set_num_threads(args.threads)

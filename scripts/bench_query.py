@@ -1,6 +1,6 @@
 """Query latency on a synthetic index of N segments: exact float16 scan against the approximate (IVF) index.
 
-The index is written through ``vadindex.store.IndexWriter`` exactly as a build writes it (float16
+The index is written through ``vadindex.index.writer.IndexWriter`` exactly as a build writes it (float16
 parts, Parquet metadata, FAISS file), first with ``--index-type flat``; then one more commit with
 ``--index-type ivf`` makes the writer rebuild the FAISS index from the float16 parts, as a real index
 switches when it grows. Figures, all in this process with the index memory-mapped and warm:
@@ -91,7 +91,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def pending_video(vectors: np.ndarray, v: int, label: int | None):  # type: ignore[no-untyped-def]
     """A :class:`PendingVideo` for synthetic video ``v`` (one frame per segment)."""
-    from vadindex.store import SEGMENT_COLUMNS, PendingVideo
+    from vadindex.index.manifest import SEGMENT_COLUMNS
+    from vadindex.index.writer import PendingVideo
 
     n = len(vectors)
     name = f"synthetic/v{v:07d}.mp4"
@@ -123,7 +124,7 @@ def write_synthetic_index(
     path: Path, data: SyntheticData, identity, logit_scale: float, index_type: str, commit_size: int = 250_000
 ) -> float:  # type: ignore[no-untyped-def]
     """Write ``data`` as an index at ``path`` in commits of about ``commit_size`` segments; returns seconds."""
-    from vadindex.store import IndexWriter
+    from vadindex.index.writer import IndexWriter
 
     t = time.perf_counter()
     writer = IndexWriter(path, identity, data.dim, logit_scale, dict(SAMPLING), index_type=index_type)
@@ -159,7 +160,7 @@ def exact_truth(snap, queries: np.ndarray, k: int) -> np.ndarray:  # type: ignor
 
 
 def timed_searches(snap, queries: np.ndarray, k: int, **kw) -> tuple[list[float], list[np.ndarray]]:  # type: ignore[no-untyped-def]
-    from vadindex.search import search_vector
+    from vadindex.search.vectors import search_vector
 
     search_vector(snap, queries[0], k, **kw)  # warm-up: page cache, FAISS structures
     times, rows = [], []
@@ -196,9 +197,10 @@ def main() -> None:
     args = ap.parse_args()
     logging.getLogger("vadindex").setLevel(logging.ERROR)
 
-    from vadindex import ann
-    from vadindex.encoder import ModelIdentity, load_encoder
-    from vadindex.store import open_index
+    from vadindex.index import faiss_index as ann
+    from vadindex.index.reader import open_index
+    from vadindex.models.identity import ModelIdentity
+    from vadindex.models.openclip import load_encoder
 
     k = 10
     load_before = os.getloadavg()[0]
@@ -230,7 +232,7 @@ def main() -> None:
         # One more video committed with --index-type ivf: the writer rebuilds the FAISS index from the parts.
         t = time.perf_counter()
         extra = SyntheticData(SEGMENTS_PER_VIDEO, dim, args.data, seed=99)
-        from vadindex.store import IndexWriter
+        from vadindex.index.writer import IndexWriter
 
         with IndexWriter(path, identity, dim, logit_scale, dict(SAMPLING), index_type="ivf") as writer:
             writer.add(pending_video(extra.video(0), data.n_videos, label=0))

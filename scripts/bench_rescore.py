@@ -1,7 +1,7 @@
 """Detection reruns on a synthetic index of N segments: thresholds only, new prompts, memory, and what re-encoding would cost.
 
 The index holds N random unit vectors (dim 512, one frame per segment) with metadata, written through
-``vadindex.store.IndexWriter`` under the identity of a random-weight ViT-B-32, so ``vadindex detect``
+``vadindex.index.writer.IndexWriter`` under the identity of a random-weight ViT-B-32, so ``vadindex detect``
 accepts it and can load the text tower for new prompts. Every figure is the wall time of a
 ``vadindex detect`` process, as a user would run it:
 
@@ -99,8 +99,9 @@ def relabel_as_checkpoint(index: Path, checkpoint: Path) -> None:
 
     Benchmark-only surgery on the manifest, so one written index serves both loading paths.
     """
-    from vadindex.encoder import checkpoint_sha256
-    from vadindex.store import MANIFEST, write_text_atomic
+    from vadindex.files import write_text_atomic
+    from vadindex.index.manifest import MANIFEST
+    from vadindex.models.weights import checkpoint_sha256
 
     manifest = json.loads((index / MANIFEST).read_text())
     manifest.update(
@@ -135,7 +136,7 @@ def main() -> None:
     from safetensors.torch import save_file
 
     from vadindex.config import SamplingSettings
-    from vadindex.encoder import load_encoder
+    from vadindex.models.openclip import load_encoder
 
     encoder = load_encoder("ViT-B-32", "random", "cpu")
     encoder_fps = args.encoder_fps or measure_encoder_fps(encoder)

@@ -23,8 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vadindex import synth  # noqa: E402
-from vadindex.demo import run_demo  # noqa: E402
+from vadindex.demo import (
+    run_demo,  # noqa: E402
+    synth,  # noqa: E402
+)
 
 METRICS = ("video_f1", "segment_f1", "precision_at_5", "frame_auc", "frame_ap")
 

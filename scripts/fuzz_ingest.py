@@ -243,7 +243,7 @@ def main() -> int:
     print(f"{args.count} variants of {len(clips)} clips (<= {args.max_mb:g} MB) in {variants}")
 
     sys.path.insert(0, str(ROOT))
-    from vadindex.sources import fingerprint
+    from vadindex.ingest.sources import fingerprint
 
     t_probe = time.perf_counter()
     readable = probe(sorted(variants.iterdir()), timeout=args.video_timeout)
@@ -280,7 +280,7 @@ def main() -> int:
     if manifest:
         indexed_ids = set(pd.read_parquet(index / manifest["videos_file"])["video_id"].astype(str))
     failures = pd.read_csv(index / "failures.csv") if (index / "failures.csv").exists() else pd.DataFrame()
-    from vadindex.verify import check_index
+    from vadindex.index.check import check_index
 
     report = check_index(index) if manifest else None
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vadindex import synth  # noqa: E402
+from vadindex.demo import synth  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -11,7 +11,7 @@ figures it prints during training are for watching, and no step or setting was c
 ``scripts/eval_demo_seeds.py`` then measures the real pipeline (``vadindex demo``) on held-out seeds.
 
 Training scenes use seeds ``TRAIN_SEED_START ...`` (1000, 1001, ...); evaluation uses ``DEMO_SEED`` (7)
-and the open-set prompt wordings in ``vadindex.synth`` (``DEMO_*``), none of which is a training caption.
+and the open-set prompt wordings in ``vadindex.demo.synth`` (``DEMO_*``), none of which is a training caption.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vadindex import synth  # noqa: E402
+from vadindex.demo import synth  # noqa: E402
 
 log = logging.getLogger("vadindex")
 

@@ -79,7 +79,7 @@ def encoder():  # type: ignore[no-untyped-def]
     fp32, not ``auto``: on a CPU ``auto`` moves to int8 after its first frames, and tests compare
     with this encoder as the reference.
     """
-    from vadindex.encoder import load_encoder
+    from vadindex.models.openclip import load_encoder
 
     return load_encoder(TEST_MODEL, "random", "cpu", "fp32")
 

@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from vadindex import ann
 from vadindex._cli.main import cli
 from vadindex.errors import InputError
-from vadindex.search import search_vector
-from vadindex.store import SEGMENT_COLUMNS, IndexWriter, PendingVideo, open_index
+from vadindex.index import faiss_index as ann
+from vadindex.index.manifest import SEGMENT_COLUMNS
+from vadindex.index.reader import open_index
+from vadindex.index.writer import IndexWriter, PendingVideo
+from vadindex.search.vectors import search_vector
 
 
 def clustered_unit_vectors(n: int, dim: int, n_clusters: int, seed: int = 0) -> np.ndarray:
@@ -193,8 +195,8 @@ def test_index_type_round_trip_through_cli(small_clips: Path, tmp_path: Path, en
 def test_faiss_file_is_rewritten_geometrically_and_the_rows_it_lacks_are_searched(
     encoder, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import vadindex.store as store
-    from vadindex.verify import check_index
+    import vadindex.index.writer as store
+    from vadindex.index.check import check_index
 
     monkeypatch.setattr(store, "FAISS_ALWAYS_WRITE_ROWS", 0)  # as if the index were already large
     x = clustered_unit_vectors(2000, encoder.dim, 20, seed=3)
@@ -240,7 +242,7 @@ def test_faiss_file_is_rewritten_geometrically_and_the_rows_it_lacks_are_searche
 def test_a_writer_reopening_a_partial_faiss_file_adds_the_missing_rows(
     encoder, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import vadindex.store as store
+    import vadindex.index.writer as store
 
     monkeypatch.setattr(store, "FAISS_ALWAYS_WRITE_ROWS", 0)
     x = clustered_unit_vectors(900, encoder.dim, 9, seed=4)
@@ -266,7 +268,7 @@ def test_a_writer_reopening_a_partial_faiss_file_adds_the_missing_rows(
 def test_search_over_a_lagging_faiss_file_merges_exactly(
     encoder, tmp_path: Path, monkeypatch, kind: str
 ) -> None:  # type: ignore[no-untyped-def]
-    import vadindex.store as store
+    import vadindex.index.writer as store
 
     monkeypatch.setattr(store, "FAISS_ALWAYS_WRITE_ROWS", 0)
     x = clustered_unit_vectors(1100, encoder.dim, 11, seed=5)
@@ -297,7 +299,7 @@ def test_search_over_a_lagging_faiss_file_merges_exactly(
 def test_a_final_commit_with_a_new_index_type_rebuilds_the_faiss_file(
     encoder, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import vadindex.store as store
+    import vadindex.index.writer as store
 
     monkeypatch.setattr(store, "FAISS_ALWAYS_WRITE_ROWS", 0)
     x = clustered_unit_vectors(1050, encoder.dim, 9, seed=6)

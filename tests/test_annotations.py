@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from vadindex.annotations import (
+from vadindex.errors import InputError
+from vadindex.evaluate.annotations import (
     load_annotations,
     match_annotations,
     parse_ucf_crime_line,
     parse_xd_violence_line,
     video_key,
 )
-from vadindex.datasets import build_manifest, classify_video, xd_violence_class
-from vadindex.errors import InputError
+from vadindex.evaluate.datasets import build_manifest, classify_video, xd_violence_class
 
 # Lines in the layout of UCF-Crime's Temporal_Anomaly_Annotation_for_Testing_Videos.txt.
 UCF_LINES = """\
@@ -140,7 +140,7 @@ def test_detect_with_annotations(built_index: Path, encoder, tmp_path: Path) -> 
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from vadindex.detect import detect
-    from vadindex.store import open_index
+    from vadindex.index.reader import open_index
 
     index = tmp_path / "ix"
     shutil.copytree(built_index, index)

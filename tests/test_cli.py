@@ -88,6 +88,13 @@ def test_info(cli_index: Path) -> None:
     assert info["precision"] and set(info["precision"]) <= {"fp32", "int8"}
     code, out, _ = run("info", cli_index)
     assert code == 0 and "precision  image encoder " in out
+    # --index as everywhere else; the positional form still works; both, or neither, is a usage error.
+    code, out2, _ = run("info", "--index", cli_index)
+    assert code == 0 and out2 == out
+    assert run("check", "--index", cli_index, "--quick")[0] == 0
+    for args in (("info",), ("check", cli_index, "--index", cli_index)):
+        code, _, err = run(*args)
+        assert code == 2 and "give the index folder once" in err
 
 
 @pytest.mark.parametrize(
@@ -126,7 +133,7 @@ def test_bad_input_is_one_line_without_traceback(
     if "{ckpt}" in args:
         from safetensors.torch import save_file
 
-        from vadindex.encoder import load_encoder
+        from vadindex.models.openclip import load_encoder
 
         enc = load_encoder("vadindex-test", "random", "cpu")
         save_file({k: v.contiguous() for k, v in enc.model.state_dict().items()}, str(ckpt))

@@ -23,9 +23,10 @@ from pathlib import Path
 from conftest import ROOT, TEST_MODEL, write_video
 
 from vadindex.errors import StoreError
+from vadindex.index.check import check_index
+from vadindex.index.manifest import MANIFEST, read_manifest
+from vadindex.index.reader import open_index
 from vadindex.ingest import build_index
-from vadindex.store import MANIFEST, open_index, read_manifest
-from vadindex.verify import check_index
 
 N_VIDEOS = 10
 KILLS = 3

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from vadindex.demo import run_demo
-from vadindex.encoder import builtin_weights, sha256_file
+from vadindex.files import sha256_file
+from vadindex.models.weights import builtin_weights
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from vadindex.detect import detect, write_outputs
+from vadindex.detect.prompts import DEFAULT_NORMAL_PROMPTS
 from vadindex.errors import InputError
-from vadindex.prompts import DEFAULT_NORMAL_PROMPTS
-from vadindex.store import open_index
+from vadindex.index.reader import open_index
 
 PROMPTS = "people fighting; a person punching another person"
 
@@ -97,7 +97,7 @@ def test_metrics_when_labelled(tmp_path: Path, small_clips: Path, encoder) -> No
 
 
 def test_detect_does_not_decode_videos(built_index: Path, encoder, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    import vadindex.decode as decode
+    import vadindex.ingest.decode as decode
 
     def boom(*a, **k):  # type: ignore[no-untyped-def]
         raise AssertionError("detect decoded a video")

@@ -9,8 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from vadindex.encoder import Encoder, ModelIdentity, default_pretrained, load_encoder
 from vadindex.errors import InputError, ModelError
+from vadindex.models.identity import Encoder, ModelIdentity
+from vadindex.models.openclip import load_encoder
+from vadindex.models.weights import default_pretrained
 
 
 def test_uncached_pretrained_fails_fast_and_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,7 +58,7 @@ def test_random_weights_are_the_same_in_every_process(encoder) -> None:  # type:
     assert isinstance(encoder, Encoder)
     here = encoder.encode_texts(["a person running"])[0]
     code = (
-        "import numpy as np, sys; from vadindex.encoder import load_encoder; "
+        "import numpy as np, sys; from vadindex.models.openclip import load_encoder; "
         "e = load_encoder('vadindex-test', 'random', 'cpu'); "
         "np.save(sys.stdout.buffer, e.encode_texts(['a person running'])[0])"
     )
@@ -114,7 +116,8 @@ def test_checkpoint_hash_is_remembered_until_the_file_changes(tmp_path) -> None:
     import hashlib
     import os
 
-    from vadindex.encoder import checkpoint_sha256, user_cache_dir
+    from vadindex.config import user_cache_dir
+    from vadindex.models.weights import checkpoint_sha256
 
     ckpt = tmp_path / "w.safetensors"
     ckpt.write_bytes(b"first version")
@@ -144,7 +147,7 @@ def test_skipping_init_in_two_threads_restores_torch_init() -> None:
 
     import torch
 
-    from vadindex.encoder import _skip_weight_init
+    from vadindex.models.openclip import _skip_weight_init
 
     original = torch.nn.init.kaiming_uniform_
     inside = threading.Event()

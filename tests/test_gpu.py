@@ -13,7 +13,7 @@ pytestmark = pytest.mark.gpu
 
 torch = pytest.importorskip("torch")
 
-from vadindex.encoder import load_encoder  # noqa: E402
+from vadindex.models.openclip import load_encoder  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

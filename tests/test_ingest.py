@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import write_video
+from vadindex.index.reader import open_index
 from vadindex.ingest import build_index
-from vadindex.store import open_index
 
 
 def _decoded_duration(path: Path) -> float:
@@ -59,7 +59,7 @@ def test_metadata_aligned_with_vectors(built_index: Path, encoder) -> None:  # t
     # And the segment's frames re-encoded from the video give the same vector.
     from vadindex.config import SamplingSettings
     from vadindex.ingest import ingest_video
-    from vadindex.sources import VideoSource
+    from vadindex.ingest.sources import VideoSource
 
     first = snap.videos.iloc[0]
     item = ingest_video(VideoSource(Path(first["path"]), first["video"]), encoder, SamplingSettings())

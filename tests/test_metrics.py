@@ -14,8 +14,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from vadindex.annotations import Annotation, build_ground_truth
-from vadindex.metrics import (
+from vadindex.evaluate.annotations import Annotation, build_ground_truth
+from vadindex.evaluate.metrics import (
     average_precision,
     binary_metrics,
     frame_scores,

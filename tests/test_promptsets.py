@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vadindex.datasets import UCF_CRIME_CLASSES
-from vadindex.errors import InputError
-from vadindex.prompts import DEFAULT_NORMAL_PROMPTS
-from vadindex.promptsets import (
+from vadindex.detect.prompts import (
+    DEFAULT_NORMAL_PROMPTS,
     builtin_prompt_sets,
     class_similarities,
     load_prompt_set,
     load_prompt_yaml,
 )
+from vadindex.errors import InputError
+from vadindex.evaluate.datasets import UCF_CRIME_CLASSES
 
 
 def test_builtin_sets() -> None:
@@ -146,7 +146,7 @@ def test_detect_with_a_set_reports_classes(built_index: Path, encoder, tmp_path:
     d = res.to_dict()
     assert d["prompts"]["set"] == "ucf-crime" and list(d["prompts"]["anomaly"]) == list(UCF_CRIME_CLASSES)
     # The ensembled class similarity equals the segment vectors against the averaged text embeddings.
-    from vadindex.store import open_index
+    from vadindex.index.reader import open_index
 
     spec = load_prompt_set("ucf-crime")
     t = encoder.encode_texts(spec.texts).astype(np.float64)

@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import vadindex.encoder as enc
-from vadindex.cache import CACHE_DIR, MAX_BLOCKS, IndexCache
+import vadindex.models.openclip as enc
 from vadindex.detect import detect
-from vadindex.store import open_index
+from vadindex.index.cache import MAX_BLOCKS, IndexCache
+from vadindex.index.manifest import CACHE
+from vadindex.index.reader import open_index
 
 PROMPTS = "people fighting; a person punching another person"
 
@@ -42,7 +43,7 @@ class CountingEncoder:
 def index(built_index: Path, tmp_path: Path) -> Path:
     """A private copy of the session index, so cache files stay out of other tests."""
     path = tmp_path / "ix"
-    shutil.copytree(built_index, path, ignore=shutil.ignore_patterns(CACHE_DIR))
+    shutil.copytree(built_index, path, ignore=shutil.ignore_patterns(CACHE))
     return path
 
 
@@ -95,7 +96,7 @@ def test_rules_and_thresholds_need_no_model(index: Path, encoder, no_model: None
 def test_cached_and_uncached_results_agree(index: Path, encoder) -> None:  # type: ignore[no-untyped-def]
     kwargs = {"rule": "frame-vote", "knn_k": 2, "smooth": 1, "calibrate": "zscore", "segment_threshold": 0.5}
     cold = detect(index, "ucf-crime", encoder=encoder, use_cache=False, **kwargs)
-    assert not (index / CACHE_DIR).exists()
+    assert not (index / CACHE).exists()
     detect(index, "ucf-crime", encoder=encoder, **kwargs)
     warm = detect(index, "ucf-crime", encoder=encoder, **kwargs)
     pd.testing.assert_frame_equal(cold.segments, warm.segments, atol=1e-5)
@@ -127,7 +128,7 @@ def test_cache_follows_the_index_generation(
 
 def test_damaged_or_half_written_blocks_are_ignored(index: Path, encoder) -> None:  # type: ignore[no-untyped-def]
     before = detect(index, PROMPTS, encoder=encoder)
-    folder = index / CACHE_DIR
+    folder = index / CACHE
     damaged = list(folder.glob("simt-*.npy"))
     assert damaged  # the similarity blocks this test damages exist
     for f in damaged:
@@ -140,7 +141,7 @@ def test_damaged_or_half_written_blocks_are_ignored(index: Path, encoder) -> Non
 
 
 def test_blocks_of_the_old_row_major_layout_are_ignored_and_removed(index: Path, encoder) -> None:  # type: ignore[no-untyped-def]
-    folder = index / CACHE_DIR
+    folder = index / CACHE
     folder.mkdir(exist_ok=True)
     old = folder / "sims-segments-oldmodel-g000001-abc-def"
     np.save(old.with_suffix(".npy"), np.zeros((3, 2), np.float32))
@@ -153,7 +154,7 @@ def test_blocks_of_the_old_row_major_layout_are_ignored_and_removed(index: Path,
 def test_blocks_are_compacted(index: Path, encoder) -> None:  # type: ignore[no-untyped-def]
     for i in range(MAX_BLOCKS + 3):
         detect(index, f"event number {i}", encoder=encoder)
-    texts = list((index / CACHE_DIR).glob("text-*.json"))
+    texts = list((index / CACHE).glob("text-*.json"))
     assert len(texts) <= MAX_BLOCKS
     counting = CountingEncoder(encoder)
     detect(index, "; ".join(f"event number {i}" for i in range(MAX_BLOCKS + 3)), encoder=counting)

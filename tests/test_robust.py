@@ -16,9 +16,10 @@ from click.testing import CliRunner
 from conftest import TEST_MODEL, write_video
 
 from vadindex._cli.main import EXIT_PARTIAL, cli
-from vadindex.decode import MAX_TIMESTAMP_GAP, SampledVideo
+from vadindex.index.manifest import FAILURES
+from vadindex.index.reader import open_index
 from vadindex.ingest import build_index
-from vadindex.store import FAILURES, open_index
+from vadindex.ingest.decode import MAX_TIMESTAMP_GAP, SampledVideo
 
 SIZE = (64, 48)
 
@@ -101,7 +102,9 @@ def test_odd_inputs_each_reported_in_one_line_and_build_goes_on(
 ) -> None:
     folder, bad, good = odd_folder
     index = tmp_path / "ix"
-    monkeypatch.setattr("vadindex.encoder.load_encoder", lambda *args, **kwargs: encoder)  # loaded once
+    monkeypatch.setattr(
+        "vadindex.models.openclip.load_encoder", lambda *args, **kwargs: encoder
+    )  # loaded once
     runner = CliRunner()
     result = runner.invoke(
         cli, ["build", str(folder), "--index", str(index), "--model", TEST_MODEL, "--pretrained", "random",

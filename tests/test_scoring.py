@@ -6,11 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vadindex.aggregate import aggregate_segments, aggregate_videos, video_scores
-from vadindex.cache import nearest_neighbours
-from vadindex.errors import InputError
-from vadindex.scoring import (
-    RuleParams,
+from vadindex.detect.aggregate import aggregate_segments, aggregate_videos, video_scores
+from vadindex.detect.options import DetectOptions
+from vadindex.detect.scoring import (
     apply_rule,
     calibrate_similarities,
     decide_segments,
@@ -19,6 +17,8 @@ from vadindex.scoring import (
     score_segments,
     smooth_scores,
 )
+from vadindex.errors import InputError
+from vadindex.index.cache import nearest_neighbours
 
 LAM = 100.0
 
@@ -59,7 +59,7 @@ def test_calibration_matches_loops() -> None:
 def test_rules_match_loops(rule: str, calibrate: str) -> None:
     sims, is_anomaly, *_ = _data(1)
     tau = {"none": 0.5, "zscore": 0.8, "percentile": 0.7}[calibrate]
-    params = RuleParams(rule, tau, 3, calibrate)
+    params = DetectOptions(rule, tau, 3, calibrate)
     res = apply_rule(sims, is_anomaly, LAM, params)
     values = calibrate_similarities(sims, calibrate)
     for i in range(len(sims)):
@@ -87,7 +87,7 @@ def test_rules_match_loops(rule: str, calibrate: str) -> None:
 @pytest.mark.parametrize("rule", ["threshold", "topk", "balanced"])
 def test_apply_rule_keeps_old_rules(rule: str) -> None:
     sims, is_anomaly, *_ = _data(2)
-    params = RuleParams(rule, 0.4, 3)
+    params = DetectOptions(rule, 0.4, 3)
     old = decide_segments(sims, is_anomaly, score_segments(sims, is_anomaly, LAM), params)
     new = apply_rule(sims, is_anomaly, LAM, params)
     assert (old == new.anomalous).all()
@@ -98,7 +98,7 @@ def test_apply_rule_keeps_old_rules(rule: str) -> None:
 def test_frame_vote_matches_loop(m: int) -> None:
     sims, is_anomaly, video_ids, position, frame_sims, frame_row, n_frames = _data(3)
     tau = 0.5
-    params = RuleParams("frame-vote", tau, frame_votes=m)
+    params = DetectOptions("frame-vote", tau, frame_votes=m)
     res = apply_rule(
         sims, is_anomaly, LAM, params, frame_sims=frame_sims, frame_row=frame_row, n_frames=n_frames
     )
@@ -149,7 +149,7 @@ def test_knn_blend_and_neighbours_match_loops() -> None:
 
 
 def test_faiss_neighbours_agree_with_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
-    import vadindex.cache as cache
+    import vadindex.index.cache as cache
 
     rng = np.random.default_rng(6)
     x = rng.normal(size=(200, 16)).astype(np.float32)
@@ -162,7 +162,7 @@ def test_faiss_neighbours_agree_with_numpy(monkeypatch: pytest.MonkeyPatch) -> N
 def test_pipeline_order_knn_then_smoothing() -> None:
     sims, is_anomaly, video_ids, position, *_ = _data(7)
     nb = np.stack([np.roll(np.arange(len(sims)), -s) for s in (1, 2)], axis=1)
-    params = RuleParams("threshold", 0.5, smooth=1, knn_k=2, knn_alpha=0.4)
+    params = DetectOptions("threshold", 0.5, smooth=1, knn_k=2, knn_alpha=0.4)
     res = apply_rule(sims, is_anomaly, LAM, params, video_ids=video_ids, position=position, neighbours=nb)
     expected = smooth_scores(knn_blend(res.raw_score, nb, 0.4), video_ids, position, 1)
     assert np.allclose(res.score, expected)
@@ -172,28 +172,34 @@ def test_pipeline_order_knn_then_smoothing() -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        (RuleParams("threshold", 1.5), "segment-threshold"),
-        (RuleParams("threshold", 0.5, calibrate="minmax"), "unknown calibration"),
-        (RuleParams("threshold", 0.5, smooth=-1), "smooth"),
-        (RuleParams("threshold", 0.5, knn_alpha=2), "knn-alpha"),
-        (RuleParams("frame-vote", 0.5, frame_votes=0), "frame-votes"),
+        ({"rule": "threshold", "segment_threshold": 1.5}, "segment-threshold"),
+        ({"calibrate": "minmax"}, "unknown calibration"),
+        ({"smooth": -1}, "smooth"),
+        ({"knn_alpha": 2}, "knn-alpha"),
+        ({"rule": "frame-vote", "frame_votes": 0}, "frame-votes"),
     ],
 )
-def test_bad_rule_params(params: RuleParams, message: str) -> None:
+def test_bad_rule_params(params: dict, message: str) -> None:
     with pytest.raises(InputError, match=message):
-        params.validate(4)
+        DetectOptions(**params)
+
+
+def test_topk_needs_enough_classes() -> None:
+    DetectOptions("topk", top_k=4).check_classes(4)
+    with pytest.raises(InputError, match="top-k 5 is more than the 4"):
+        DetectOptions("topk", top_k=5).check_classes(4)
 
 
 def test_zscore_threshold_may_exceed_one() -> None:
-    RuleParams("threshold", 2.5, calibrate="zscore").validate(4)
+    DetectOptions("threshold", 2.5, calibrate="zscore").check_classes(4)
 
 
 def test_pipeline_needs_its_context() -> None:
     sims, is_anomaly, *_ = _data()
     with pytest.raises(InputError, match="frame"):
-        apply_rule(sims, is_anomaly, LAM, RuleParams("frame-vote"))
+        apply_rule(sims, is_anomaly, LAM, DetectOptions("frame-vote"))
     with pytest.raises(InputError, match="smooth"):
-        apply_rule(sims, is_anomaly, LAM, RuleParams(smooth=1))
+        apply_rule(sims, is_anomaly, LAM, DetectOptions(smooth=1))
 
 
 # -- video aggregation ----------------------------------------------------------------------------
@@ -249,7 +255,7 @@ def test_aggregate_max_and_topk_mean_decisions() -> None:
 
 @pytest.mark.parametrize("contiguous", [True, False])
 def test_top_segments_match_a_loop(contiguous: bool) -> None:
-    from vadindex.aggregate import top_segments
+    from vadindex.detect.aggregate import top_segments
 
     rng = np.random.default_rng(4)
     codes = np.sort(rng.integers(0, 9, 300)) if contiguous else rng.integers(0, 9, 300)
@@ -267,7 +273,7 @@ def test_top_segments_match_a_loop(contiguous: bool) -> None:
 
 @pytest.mark.parametrize("contiguous", [True, False])
 def test_top_segments_skip_nan_scores(contiguous: bool) -> None:
-    from vadindex.aggregate import top_segments
+    from vadindex.detect.aggregate import top_segments
 
     codes = np.array([0, 0, 1, 1, 2] if contiguous else [1, 0, 2, 0, 1])
     scores = np.array([0.2, np.nan, 0.5, 0.1, np.nan])

@@ -9,8 +9,8 @@ import pytest
 
 from vadindex.api import VideoIndex
 from vadindex.errors import InputError
-from vadindex.search import search_vector
-from vadindex.store import open_index
+from vadindex.index.reader import open_index
+from vadindex.search.vectors import search_vector
 
 
 def test_query_order_matches_brute_force(built_index: Path, encoder) -> None:  # type: ignore[no-untyped-def]
@@ -53,7 +53,7 @@ def test_api_query_text_and_image(built_index: Path, encoder, tmp_path: Path) ->
 def test_api_detect_loads_the_model_once_and_only_for_new_prompts(
     built_index: Path, encoder, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import vadindex.search as search
+    import vadindex.search.encoders as search
 
     loads = []
 

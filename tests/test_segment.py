@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vadindex.config import SamplingSettings
-from vadindex.segment import build_segments
+from vadindex.ingest.segment import build_segments
 
 
 def test_full_segments_cover_video_and_frames_partition() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vadindex.errors import InputError
-from vadindex.sources import collect_sources, parse_label, read_manifest_csv
+from vadindex.ingest.sources import collect_sources, parse_label, read_manifest_csv
 
 
 def test_folder_is_recursive_and_filtered(tmp_path: Path) -> None:

@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vadindex.decode import SampledVideo
-from vadindex.encoder import load_encoder, resolve_precision
 from vadindex.errors import InputError
+from vadindex.index.reader import open_index
 from vadindex.ingest import build_index
-from vadindex.search import check_encoder, search_vector
-from vadindex.store import open_index
+from vadindex.ingest.decode import SampledVideo
+from vadindex.models.openclip import load_encoder
+from vadindex.models.precision import resolve_precision
+from vadindex.search.encoders import check_encoder
+from vadindex.search.vectors import search_vector
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,7 @@ def test_onnxruntime_backend_gives_the_same_embeddings(encoder, small_clips: Pat
 
 
 def test_backend_choices() -> None:
-    from vadindex.encoder import check_backend
+    from vadindex.models.precision import check_backend
 
     assert check_backend("onnxruntime", "cpu", "fp32") == "onnxruntime"
     with pytest.raises(InputError, match="backend"):
@@ -101,7 +103,7 @@ def test_auto_moves_to_int8_after_checking_it_on_the_first_frames(encoder) -> No
     import torch
 
     from vadindex.config import INT8_PROBE_FRAMES
-    from vadindex.encoder import int8_is_fast
+    from vadindex.models.precision import int8_is_fast
 
     if not int8_is_fast():
         pytest.skip("int8 is not fast on this CPU; auto stays in fp32")
@@ -134,10 +136,11 @@ def test_auto_stays_in_fp32_when_int8_disagrees(encoder, monkeypatch) -> None:  
     import torch
 
     import vadindex.config as C
-    import vadindex.encoder as E
+    import vadindex.models.openclip as E
+    import vadindex.models.precision as P
 
     monkeypatch.setattr(E, "int8_is_fast", lambda: True)
-    monkeypatch.setattr(C, "INT8_MIN_COSINE", 1.5)  # no cosine reaches it
+    monkeypatch.setattr(P, "INT8_MIN_COSINE", 1.5)  # no cosine reaches it
     auto = load_encoder("vadindex-test", "random", "cpu", "auto")
     for seed in range(4):
         frames = _frames(C.INT8_PROBE_FRAMES, encoder.image_size, seed=seed)
@@ -150,7 +153,7 @@ def test_auto_stays_in_fp32_when_int8_disagrees(encoder, monkeypatch) -> None:  
 
 
 def test_auto_is_plain_fp32_where_int8_is_not_fast_or_not_possible(encoder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import vadindex.encoder as E
+    import vadindex.models.openclip as E
 
     monkeypatch.setattr(E, "int8_is_fast", lambda: False)
     auto = load_encoder("vadindex-test", "random", "cpu", "auto")
@@ -171,7 +174,7 @@ def test_auto_is_plain_fp32_where_int8_is_not_fast_or_not_possible(encoder, monk
 def test_auto_build_records_what_it_chose(encoder, small_clips: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import json
 
-    import vadindex.encoder as E
+    import vadindex.models.openclip as E
 
     monkeypatch.setattr(E, "int8_is_fast", lambda: True)
     auto = load_encoder("vadindex-test", "random", "cpu", "auto")
@@ -193,23 +196,24 @@ def test_auto_build_records_what_it_chose(encoder, small_clips: Path, tmp_path: 
 
 
 def test_image_queries_do_not_run_the_int8_check(encoder, small_clips: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from vadindex.search import load_index_encoder
+    from vadindex.search.encoders import load_index_encoder
 
     build_index([small_clips / "fight"], tmp_path / "ix", encoder=encoder, progress=False)
     loaded = load_index_encoder(open_index(tmp_path / "ix"), "cpu")
-    assert loaded.precision == "fp32" and loaded._probe is None  # type: ignore[attr-defined]
+    assert loaded.precision == "fp32" and loaded._int8 is None  # type: ignore[attr-defined]
 
 
 def test_a_failing_int8_check_leaves_the_build_in_fp32(
     encoder, small_clips: Path, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import vadindex.encoder as E
+    import vadindex.models.openclip as E
+    import vadindex.models.precision as P
 
     def broken(visual, inplace=False):  # type: ignore[no-untyped-def]
         raise RuntimeError("no quantized engine")
 
     monkeypatch.setattr(E, "int8_is_fast", lambda: True)
-    monkeypatch.setattr(E, "quantized_tower", broken)
+    monkeypatch.setattr(P, "quantized_tower", broken)
     auto = load_encoder("vadindex-test", "random", "cpu", "auto")
     summary = build_index([small_clips / "fight"], tmp_path / "ix", encoder=auto, progress=False)
     assert summary.failures == () and summary.videos_added == 2
@@ -222,11 +226,12 @@ def test_a_failing_int8_check_leaves_the_build_in_fp32(
 
 def test_the_check_handles_towers_that_return_tuples(encoder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # CoCa's image tower returns (pooled, tokens); the check must compare the pooled embedding.
-    import vadindex.encoder as E
+    import vadindex.models.openclip as E
+    import vadindex.models.precision as P
 
     monkeypatch.setattr(E, "int8_is_fast", lambda: True)
     auto = load_encoder("vadindex-test", "random", "cpu", "auto")
-    real = E.quantized_tower
+    real = P.quantized_tower
 
     def tuple_tower(visual, inplace=False):  # type: ignore[no-untyped-def]
         tower = real(visual, inplace)
@@ -238,7 +243,7 @@ def test_the_check_handles_towers_that_return_tuples(encoder, monkeypatch) -> No
         tower.__class__ = Pair
         return tower
 
-    monkeypatch.setattr(E, "quantized_tower", tuple_tower)
+    monkeypatch.setattr(P, "quantized_tower", tuple_tower)
     for seed in range(4):
         auto.encode_images(_frames(40, encoder.image_size, seed=seed))
     assert auto.int8_check is not None and auto.int8_check["accepted"], auto.int8_check

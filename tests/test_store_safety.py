@@ -20,15 +20,19 @@ import pytest
 from click.testing import CliRunner
 from conftest import ROOT, TEST_MODEL, write_video
 
-from vadindex import store
 from vadindex._cli.main import cli
 from vadindex.config import SamplingSettings
-from vadindex.encoder import ModelIdentity
 from vadindex.errors import ModelError, StoreError
+from vadindex.index import faiss_index
+from vadindex.index import writer as store
+from vadindex.index.check import check_index
+from vadindex.index.lock import lock_index
+from vadindex.index.manifest import MANIFEST
+from vadindex.index.reader import open_index
+from vadindex.index.writer import IndexWriter
 from vadindex.ingest import build_index, ingest_video
-from vadindex.sources import VideoSource
-from vadindex.store import MANIFEST, IndexWriter, lock_index, open_index
-from vadindex.verify import check_index
+from vadindex.ingest.sources import VideoSource
+from vadindex.models.identity import ModelIdentity
 
 SIZE = (64, 48)
 SETTINGS = SamplingSettings()
@@ -180,19 +184,19 @@ def test_crash_at_every_step_of_a_commit(items: list, tmp_path: Path, encoder, m
 def test_disk_full_keeps_the_last_commit(clips: Path, tmp_path: Path, encoder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     ix = tmp_path / "ix"
     build_index([clips / "clip0.mp4"], ix, encoder=encoder, progress=False)
-    real = store._save_parquet
+    real = store.save_parquet
 
     def full(target, frame):  # type: ignore[no-untyped-def]
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(store, "_save_parquet", full)
+    monkeypatch.setattr(store, "save_parquet", full)
     with pytest.raises(StoreError, match="No space left on device.*still holds its last commit"):
         build_index([clips], ix, encoder=encoder, progress=False)
-    monkeypatch.setattr("vadindex.encoder.load_encoder", lambda *args, **kwargs: encoder)
+    monkeypatch.setattr("vadindex.models.openclip.load_encoder", lambda *args, **kwargs: encoder)
     result = _invoke("build", str(clips), "--index", str(ix))
     assert result.exit_code == 1 and "No space left" in result.stderr and "Traceback" not in result.output
     assert check_index(ix).ok and open_index(ix).manifest.n_videos == 1
-    monkeypatch.setattr(store, "_save_parquet", real)
+    monkeypatch.setattr(store, "save_parquet", real)
     build_index([clips], ix, encoder=encoder, progress=False)
     assert check_index(ix).ok and open_index(ix).manifest.n_videos == 4
 
@@ -204,15 +208,15 @@ def test_failed_commit_can_be_retried_without_duplicates(
     ix = tmp_path / "ix"
     with _writer(ix, encoder) as writer:
         writer.add(item)
-        real = store._save_faiss
+        real = faiss_index.save
 
         def failing(target, index):  # type: ignore[no-untyped-def]
             raise OSError(errno.EIO, "I/O error")
 
-        monkeypatch.setattr(store, "_save_faiss", failing)
+        monkeypatch.setattr(faiss_index, "save", failing)
         with pytest.raises(StoreError, match="I/O error"):
             writer.commit()
-        monkeypatch.setattr(store, "_save_faiss", real)
+        monkeypatch.setattr(faiss_index, "save", real)
         writer.commit()
     snap = open_index(ix)
     assert snap.faiss_index().ntotal == len(item.segments) == snap.manifest.n_segments
@@ -233,7 +237,7 @@ def test_second_writer_is_refused_before_loading_a_model(template: Path, clips: 
         def no_model(*args, **kwargs):  # type: ignore[no-untyped-def]
             raise AssertionError("the model was loaded before the lock was taken")
 
-        monkeypatch.setattr("vadindex.encoder.load_encoder", no_model)
+        monkeypatch.setattr("vadindex.models.openclip.load_encoder", no_model)
         result = _invoke("build", str(clips), "--index", str(ix))
         assert result.exit_code == 1, result.output
         assert f"index is being written by pid {os.getpid()}" in result.stderr
@@ -245,7 +249,7 @@ def test_second_writer_is_refused_before_loading_a_model(template: Path, clips: 
 
 def test_lock_is_dropped_when_its_holder_is_killed(tmp_path: Path) -> None:
     ix = tmp_path / "ix"
-    code = "import sys, time; from pathlib import Path; from vadindex.store import lock_index; " \
+    code = "import sys, time; from pathlib import Path; from vadindex.index.lock import lock_index; " \
            "lock_index(Path(sys.argv[1])); print('locked', flush=True); time.sleep(120)"  # fmt: skip
     holder = subprocess.Popen(
         [sys.executable, "-c", code, str(ix)], stdout=subprocess.PIPE, text=True, cwd=ROOT
@@ -262,7 +266,7 @@ def test_lock_is_dropped_when_its_holder_is_killed(tmp_path: Path) -> None:
 
 
 def test_readers_query_while_a_build_commits(tmp_path: Path, encoder) -> None:
-    from vadindex.search import search_vector
+    from vadindex.search.vectors import search_vector
 
     folder = tmp_path / "v"
     for i in range(6):
@@ -456,7 +460,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import torch
     from safetensors.torch import save_file
 
-    from vadindex.encoder import register_builtin_models
+    from vadindex.models.weights import register_builtin_models
 
     register_builtin_models()
     folder = tmp_path_factory.mktemp("ckpt")
@@ -476,7 +480,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
 def test_checkpoint_hash_is_recorded_and_other_weights_are_refused(checkpoints, clips: Path, tmp_path: Path,
                                                                    suffix: str) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    from vadindex.search import load_index_encoder
+    from vadindex.search.encoders import load_index_encoder
 
     path = checkpoints[suffix]
     ix = tmp_path / "ix"
@@ -506,7 +510,7 @@ class _Evil:
 def test_pickle_checkpoint_is_not_executed(tmp_path: Path) -> None:
     import torch
 
-    from vadindex.encoder import load_encoder
+    from vadindex.models.openclip import load_encoder
 
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
@@ -546,7 +550,7 @@ class _OtherEncoder:
 
 def test_other_model_is_refused_for_building_and_querying(template: Path, clips: Path, tmp_path: Path,
                                                           encoder) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    from vadindex.search import check_encoder
+    from vadindex.search.encoders import check_encoder
 
     ix = _copy(template, tmp_path)
     other = _OtherEncoder(encoder)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vadindex import synth
+from vadindex.demo import synth
 
 ROOT = Path(__file__).resolve().parents[1]
 

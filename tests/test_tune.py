@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from vadindex.aggregate import aggregate_segments
+from vadindex.detect.aggregate import aggregate_segments
+from vadindex.detect.grid import DEFAULT_GRID, TuneData, fold_splits, search
+from vadindex.detect.options import DetectOptions
+from vadindex.detect.scoring import apply_rule
 from vadindex.errors import InputError
-from vadindex.scoring import RuleParams, apply_rule
-from vadindex.tune import DEFAULT_GRID, TuneData, fold_splits, search
 
 SMALL_GRID = {**DEFAULT_GRID, "rule": ["threshold", "balanced", "topk"], "knn_k": [0], "smooth": [0, 1],
               "n_thresholds": [8], "video_ratio": [0.1, 0.5]}  # fmt: skip
@@ -61,7 +62,7 @@ def _fold_f1(data: TuneData, settings: dict, videos: np.ndarray) -> float:
     """F1 of the settings on the given videos, through the detect pipeline's own functions."""
     from sklearn.metrics import f1_score
 
-    params = RuleParams(settings["rule"], settings["segment_threshold"], settings["top_k"], settings["calibrate"],
+    params = DetectOptions(settings["rule"], settings["segment_threshold"], settings["top_k"], settings["calibrate"],
                         settings["smooth"], settings["knn_k"], settings["knn_alpha"], settings["frame_votes"])  # fmt: skip
     res = apply_rule(data.sims, data.is_anomaly, data.logit_scale, params, video_ids=data.video_codes,
                      position=data.position)  # fmt: skip
@@ -111,7 +112,7 @@ def test_tune_command_writes_a_config_that_detect_reads(built_index: Path, encod
                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
     import yaml
 
-    import vadindex.encoder as enc
+    import vadindex.models.openclip as enc
     from vadindex._cli.main import cli
     from vadindex.detect import detect
 
@@ -149,7 +150,7 @@ def test_tune_command_writes_a_config_that_detect_reads(built_index: Path, encod
 
 def test_bad_config_and_grid(tmp_path: Path) -> None:
     from vadindex.detect import load_detect_config
-    from vadindex.tune import load_grid
+    from vadindex.detect.grid import load_grid
 
     bad = tmp_path / "c.yaml"
     bad.write_text("rule: threshold\nthreshold: 0.3\n")

@@ -10,11 +10,15 @@ import numpy as np
 import pandas as pd
 
 from vadindex.config import DEFAULT_DEVICE, DEFAULT_TOP_K_RESULTS
-from vadindex.detect import DetectResult, detect
-from vadindex.encoder import Encoder
-from vadindex.errors import InputError
-from vadindex.ingest import BuildSummary, build_index
-from vadindex.store import IndexManifest, IndexSnapshot, open_index
+from vadindex.detect.pipeline import detect
+from vadindex.detect.result import DetectResult
+from vadindex.index.manifest import IndexManifest
+from vadindex.index.reader import IndexSnapshot, open_index
+from vadindex.ingest.build import BuildSummary, build_index
+from vadindex.models.identity import Encoder
+from vadindex.search import encoders
+from vadindex.search.query import check_query, encode_query
+from vadindex.search.vectors import search_vector
 
 
 class VideoIndex:
@@ -41,7 +45,7 @@ class VideoIndex:
     def build(
         cls, sources: list[str | os.PathLike[str]], index: str | os.PathLike[str], **options: Any
     ) -> VideoIndex:
-        """Index videos (see :func:`vadindex.ingest.build_index` for options); returns the index.
+        """Index videos (see :func:`vadindex.ingest.build.build_index` for options); returns the index.
 
         The build summary is available as ``VideoIndex.last_build``.
         """
@@ -87,9 +91,7 @@ class VideoIndex:
     def encoder(self) -> Encoder:
         """The index's model, loaded once on first use."""
         if self._encoder is None:
-            from vadindex.search import load_index_encoder
-
-            self._encoder = load_index_encoder(self.snapshot, self.device)
+            self._encoder = encoders.load_index_encoder(self.snapshot, self.device)
         return self._encoder
 
     def query(
@@ -101,23 +103,11 @@ class VideoIndex:
         video: str | None = None,
     ) -> pd.DataFrame:
         """Segments most similar to a text or an example image, best first."""
-        from vadindex.search import encode_query_image, search_vector
-
-        if (text is None) == (image is None):
-            raise InputError("give either a text or an image to query")
-        if text is not None and not text.strip():
-            raise InputError("empty query text")
-        if k < 1:
-            raise InputError(f"-k must be at least 1, got {k}")
-        vector: np.ndarray = (
-            self.encoder.encode_texts([text])[0]
-            if text is not None
-            else encode_query_image(self.encoder, image)  # type: ignore[arg-type]
-        )
-        return search_vector(self.snapshot, vector, k, video)
+        check_query(text, image, k)
+        return search_vector(self.snapshot, encode_query(self.encoder, text, image), k, video)
 
     def detect(self, prompts: str | list[str], **options: Any) -> DetectResult:
-        """Score and decide every segment and video (see :func:`vadindex.detect.detect`).
+        """Score and decide every segment and video (see :func:`vadindex.detect.pipeline.detect`).
 
         The model is loaded only when some prompt is not in the index's text cache, and then kept:
         later calls with new prompts encode them without loading it again.
@@ -131,7 +121,7 @@ class VideoIndex:
 class _LazyEncoder:
     """The index's encoder, loaded (once, by the :class:`VideoIndex`) only when a text must be encoded.
 
-    Its identity is the index's own, so handing it to :func:`vadindex.detect.detect` costs nothing
+    Its identity is the index's own, so handing it to :func:`vadindex.detect.pipeline` costs nothing
     when every prompt is cached; the real model is checked against the index when it loads.
     """
 

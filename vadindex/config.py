@@ -1,8 +1,16 @@
-"""One source of defaults for every option, shared by the CLI, config files and the Python API."""
+"""One source of defaults and choices for every option, shared by the CLI, config files and the API.
+
+Choice lists live here rather than in the modules that act on them so that the CLI can offer them
+(and ``vadindex --help`` can print them) without importing numpy, torch or faiss.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+
+from vadindex.errors import InputError
 
 #: Sampling rate of frames fed to the encoder. Four frames per second sees every event that lasts
 #: longer than a quarter of a second and costs four encoder passes per second of video.
@@ -36,17 +44,38 @@ INT8_MIN_COSINE = 0.998
 #: Image-tower runtime: ``torch``, or ``onnxruntime`` (CPU fp32, ~1.2x faster here, an optional install).
 DEFAULT_BACKEND = "torch"
 #: FAISS index type: ``auto`` searches exactly (float16 scan) below 200,000 segments and with an
-#: IVF index above; ``flat``, ``ivf`` or ``hnsw`` force one (see :mod:`vadindex.ann`).
+#: IVF index above; ``flat``, ``ivf`` or ``hnsw`` force one (see :mod:`vadindex.index.faiss_index`).
 DEFAULT_INDEX_TYPE = "auto"
 #: Videos per commit during a build: a crash loses at most this many videos' work.
 DEFAULT_COMMIT_EVERY = 16
 #: A decoder that produces no batch for this many seconds is abandoned (a file that hangs FFmpeg).
 DEFAULT_STALL_TIMEOUT = 120.0
+#: Seconds one video may take in all before it is abandoned; ``None``: no limit (hours-long videos
+#: are legitimate, and the stall timeout already catches a decoder that hangs).
+DEFAULT_VIDEO_TIMEOUT: float | None = None
 
 DEFAULT_TOP_K_RESULTS = 10
 
-#: Segment rules, calibrations and video aggregations (see vadindex.scoring and vadindex.aggregate);
-#: here, not there, so the CLI offers them without importing numpy.
+#: ``--device`` values besides ``cuda:N``.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+#: ``--precision`` values (see :func:`vadindex.models.precision.resolve_precision`).
+PRECISIONS = ("auto", "fp32", "int8", "fp16")
+#: ``--backend`` values for the image tower: PyTorch, or ONNX Runtime (CPU, fp32; ``pip install
+#: onnxruntime onnx``, the ``onnx`` extra).
+BACKENDS = ("torch", "onnxruntime")
+#: FAISS index types (see :mod:`vadindex.index.faiss_index`).
+INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
+#: Temporal annotation file formats (see :mod:`vadindex.evaluate.annotations`).
+ANNOTATION_FORMATS = ("auto", "ucf-crime", "xd-violence")
+#: Benchmark folder layouts ``vadindex manifest`` reads (see :mod:`vadindex.evaluate.datasets`).
+DATASET_LAYOUTS = ("auto", "ucf-crime", "xd-violence")
+#: Which segments ``detect --format json`` lists.
+SEGMENT_LISTINGS = ("all", "anomalous", "none")
+#: Metrics ``vadindex tune`` maximises.
+TUNE_METRICS = ("f1", "auc")
+
+#: Segment rules, calibrations and video aggregations (see :mod:`vadindex.detect.scoring` and
+#: :mod:`vadindex.detect.aggregate`).
 RULES = ("threshold", "topk", "balanced", "frame-vote")
 CALIBRATIONS = ("none", "zscore", "percentile")
 VIDEO_AGGS = ("ratio", "max", "topk-mean")
@@ -88,6 +117,12 @@ VIDEO_EXTENSIONS = (
 )
 
 
+def user_cache_dir() -> Path:
+    """Where vadindex keeps per-user derived files (checkpoint hashes, exported ONNX towers):
+    ``$XDG_CACHE_HOME/vadindex``, ``~/.cache/vadindex`` by default."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "vadindex"
+
+
 @dataclass(frozen=True)
 class SamplingSettings:
     """How frames are sampled and grouped into segments; stored in the index manifest."""
@@ -103,8 +138,6 @@ class SamplingSettings:
 
     def validate(self) -> None:
         """Raise ``InputError`` for settings that cannot produce segments."""
-        from vadindex.errors import InputError
-
         if not self.fps > 0:
             raise InputError(f"--fps must be positive, got {self.fps}")
         if not self.segment_seconds > 0:

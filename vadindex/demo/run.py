@@ -12,8 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vadindex.api import VideoIndex
 from vadindex.config import DEFAULT_DEVICE
+from vadindex.demo import synth
+from vadindex.detect.result import write_outputs
 from vadindex.errors import InputError
+from vadindex.models.weights import builtin_weights
 
 log = logging.getLogger("vadindex")
 
@@ -88,11 +92,6 @@ def run_demo(
     Returns:
         A :class:`DemoResult`.
     """
-    from vadindex import synth
-    from vadindex.api import VideoIndex
-    from vadindex.detect import write_outputs
-    from vadindex.encoder import builtin_weights
-
     if builtin_weights(DEMO_MODEL) is None:
         raise InputError(f"the built-in model {DEMO_MODEL} has no weights in this installation")
     seed = synth.DEMO_SEED if seed is None else seed
@@ -116,30 +115,8 @@ def run_demo(
     if index.last_build and index.last_build.failures:
         raise InputError(f"demo videos failed to index: {index.last_build.failures}")
 
-    spans = {v.path: v.spans for v in scenes.videos}
-    classes = {v.path: v.cls for v in scenes.videos}
     t = time.perf_counter()
-    queries = []
-    for text, cls in synth.DEMO_QUERIES.items():
-        hits = index.query(text, k=QUERY_K)
-        relevant = segment_truth(hits, spans) & (hits["video"].map(classes) == cls).to_numpy()
-        queries.append(
-            {
-                "query": text,
-                "class": cls,
-                "precision_at_5": float(relevant.mean()) if len(hits) else 0.0,
-                "top": [
-                    {
-                        "video": r.video,
-                        "start": r.start,
-                        "end": r.end,
-                        "score": round(float(r.score), 4),
-                        "hit": bool(h),
-                    }
-                    for r, h in zip(hits.itertuples(index=False), relevant, strict=True)
-                ],
-            }
-        )
+    queries = run_queries(index, scenes)
     timings["query_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -151,9 +128,44 @@ def run_demo(
     write_outputs(result, root / "detect")
     timings["detect_s"] = time.perf_counter() - t
 
-    m = result.metrics or {}
-    seg = m.get("segment", {})
     metrics = {
+        **_summary(result.metrics or {}),
+        "precision_at_5": float(np.mean([q["precision_at_5"] for q in queries])),
+        "seed": seed,
+        "videos": len(scenes.videos),
+        "segments": result.n_segments,
+    }
+    return DemoResult(root, metrics, queries, result.videos, timings)
+
+
+def run_queries(index: VideoIndex, scenes: synth.SceneSet) -> list[dict[str, Any]]:
+    """Each demo query's top :data:`QUERY_K` segments and its precision against the ground truth
+    (a hit is a segment that overlaps an event of the query's class)."""
+    spans = {v.path: v.spans for v in scenes.videos}
+    classes = {v.path: v.cls for v in scenes.videos}
+    queries = []
+    for text, cls in synth.DEMO_QUERIES.items():
+        hits = index.query(text, k=QUERY_K)
+        relevant = segment_truth(hits, spans) & (hits["video"].map(classes) == cls).to_numpy()
+        top = [
+            {
+                "video": r.video,
+                "start": r.start,
+                "end": r.end,
+                "score": round(float(r.score), 4),
+                "hit": bool(h),
+            }
+            for r, h in zip(hits.itertuples(index=False), relevant, strict=True)
+        ]
+        precision = float(relevant.mean()) if len(hits) else 0.0
+        queries.append({"query": text, "class": cls, "precision_at_5": precision, "top": top})
+    return queries
+
+
+def _summary(m: dict[str, Any]) -> dict[str, Any]:
+    """The demo's headline figures from a detection's metrics."""
+    seg = m.get("segment", {})
+    return {
         "video_f1": m.get("f1", 0.0),
         "video_precision": m.get("precision", 0.0),
         "video_recall": m.get("recall", 0.0),
@@ -164,9 +176,4 @@ def run_demo(
         "segment_confusion_matrix": seg.get("confusion_matrix"),
         "frame_auc": m.get("frame_auc"),
         "frame_ap": m.get("frame_ap"),
-        "precision_at_5": float(np.mean([q["precision_at_5"] for q in queries])),
-        "seed": seed,
-        "videos": len(scenes.videos),
-        "segments": result.n_segments,
     }
-    return DemoResult(root, metrics, queries, result.videos, timings)

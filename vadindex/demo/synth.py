@@ -8,9 +8,12 @@ import json
 import logging
 import math
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
@@ -1535,10 +1538,6 @@ def write_mp4(path: Path, frames: Iterator[np.ndarray], fps: int, crf: int = 23)
     Returns:
         The number of frames written.
     """
-    from fractions import Fraction
-
-    import av
-
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     with av.open(str(path), mode="w") as container:
@@ -1680,8 +1679,6 @@ def generate_scenes(
         for i, cls, name in plan_scene_set(seed, n_normal, n_anomaly, classes)
     ]
     if workers > 1 and len(jobs) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(workers) as ex:
             infos = list(ex.map(_build_job, jobs))
     else:

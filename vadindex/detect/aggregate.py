@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from vadindex.config import DEFAULT_VIDEO_AGG, DEFAULT_VIDEO_RATIO, DEFAULT_VIDEO_TOP_K, VIDEO_AGGS
+from vadindex.detect.options import check_video_options
 from vadindex.errors import InputError
 
 
@@ -96,20 +97,6 @@ def video_scores(
             keep = rank < top_k
             return np.bincount(codes[keep], a[keep], minlength=n_videos) / np.minimum(counts, top_k)
     raise InputError(f"unknown video aggregation {method!r}; choose one of {', '.join(VIDEO_AGGS)}")
-
-
-def check_video_options(
-    video_agg: str, video_ratio: float, video_top_k: int, video_threshold: float | None = None
-) -> None:
-    """Raise :class:`InputError` for bad video aggregation options."""
-    if video_agg not in VIDEO_AGGS:
-        raise InputError(f"unknown video aggregation {video_agg!r}; choose one of {', '.join(VIDEO_AGGS)}")
-    if not 0.0 < video_ratio <= 1.0:
-        raise InputError(f"--video-ratio must be in (0, 1], got {video_ratio}")
-    if video_top_k < 1:
-        raise InputError(f"--video-top-k must be at least 1, got {video_top_k}")
-    if video_threshold is not None and not np.isfinite(video_threshold):
-        raise InputError(f"--video-threshold must be a number, got {video_threshold}")
 
 
 def decide_videos(

@@ -1,4 +1,5 @@
-"""Prompt sets: classes of prompts expanded by templates into ensembled class embeddings (YAML or inline).
+"""Prompts: inline lists and prompt sets, classes of prompts expanded by templates into ensembled
+class embeddings (YAML or inline).
 
 A prompt set is a list of classes, each anomalous or normal and each with one or more prompts, and a
 list of templates such as ``"a CCTV frame of {}"``. As in CLIP's zero-shot classification, every
@@ -11,7 +12,7 @@ Since ``e_c`` is a fixed linear combination of the text embeddings, the similari
 ``x`` to a class follows from its similarities to the texts, ``x . e_c = mean_t (x . e_t) / ||mean_t
 e_t||``, which is how :func:`class_similarities` computes it from cached text similarities.
 
-YAML layout (``vadindex/prompts/*.yaml`` are the built-in sets)::
+YAML layout (``vadindex/detect/prompt_sets/*.yaml`` are the built-in sets)::
 
     name: my-set
     templates: ["a CCTV frame of {}", "a surveillance camera video of {}"]   # optional, default "{}"
@@ -33,14 +34,92 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from vadindex.errors import InputError
-from vadindex.prompts import DEFAULT_NORMAL_PROMPTS, PromptSet, build_prompt_set, parse_prompts
 
 #: Folder of the built-in prompt sets, one ``<name>.yaml`` each.
-BUILTIN_DIR = Path(__file__).parent / "prompts"
+BUILTIN_DIR = Path(__file__).parent / "prompt_sets"
 PLAIN_TEMPLATE = "{}"
 _YAML_KEYS = {"name", "description", "templates", "anomaly", "normal"}
+
+
+#: Normal-activity prompts used when ``--normal-prompts`` is not given: everyday scenes that
+#: surveillance cameras see, so anomaly prompts must beat ordinary activity, not nothing.
+DEFAULT_NORMAL_PROMPTS = (
+    "a normal scene with nothing unusual happening",
+    "people walking calmly",
+    "an empty street",
+    "cars driving normally on a road",
+    "a quiet indoor room",
+    "people standing and talking",
+    "a parking lot with parked cars",
+    "a surveillance camera view of an ordinary day",
+)
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """Anomaly prompts and normal prompts, in order."""
+
+    anomaly: tuple[str, ...]
+    normal: tuple[str, ...]
+
+    @property
+    def texts(self) -> list[str]:
+        """All prompts, anomaly first."""
+        return [*self.anomaly, *self.normal]
+
+    @property
+    def is_anomaly(self) -> list[bool]:
+        """One flag per prompt in :attr:`texts`."""
+        return [True] * len(self.anomaly) + [False] * len(self.normal)
+
+
+def parse_prompts(value: str | list[str] | tuple[str, ...], what: str = "--prompts") -> tuple[str, ...]:
+    """Prompts from ``;``-separated text, a list, or a text file with one prompt per line.
+
+    Lines starting with ``#`` and blank entries are ignored; duplicates are dropped, order kept.
+    """
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    else:
+        text = str(value)
+        path = Path(text).expanduser()
+        if "\n" not in text and len(text) < 4096 and _is_file(path):
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(f"{path}: cannot read prompts ({exc})") from None
+            items = [ln for ln in lines if not ln.lstrip().startswith("#")]
+            what = str(path)
+        else:
+            items = text.split(";")
+    prompts = list(dict.fromkeys(p.strip() for p in items if p.strip()))
+    if not prompts:
+        raise InputError(f"{what}: no prompts given (separate several with ';')")
+    return tuple(prompts)
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for text that cannot be a path (a name part over 255 bytes, say)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def build_prompt_set(
+    prompts: str | list[str] | tuple[str, ...],
+    normal_prompts: str | list[str] | tuple[str, ...] | None = None,
+) -> PromptSet:
+    """Combine anomaly prompts with normal ones (the built-in set when none are given)."""
+    anomaly = parse_prompts(prompts)
+    normal = parse_prompts(normal_prompts, "--normal-prompts") if normal_prompts else DEFAULT_NORMAL_PROMPTS
+    overlap = set(anomaly) & set(normal)
+    if overlap:
+        raise InputError(f"prompts are both anomaly and normal: {', '.join(sorted(overlap))}")
+    return PromptSet(anomaly, tuple(normal))
 
 
 @dataclass(frozen=True)
@@ -203,15 +282,11 @@ def parse_prompt_yaml(data: Any, where: str, default_name: str = "custom") -> Cl
 
 def safe_load_yaml(text: str) -> Any:
     """``yaml.safe_load``, with libyaml's C implementation of the same safe loader when available."""
-    import yaml
-
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
 
 
 def load_prompt_yaml(path: str | os.PathLike[str]) -> ClassPromptSet:
     """Read a prompt-set YAML file (``yaml.safe_load``) and validate it."""
-    import yaml
-
     file = Path(path).expanduser()
     try:
         text = file.read_text(encoding="utf-8")
@@ -238,7 +313,7 @@ def load_prompt_set(
     Args:
         prompts: a built-in set name (``ucf-crime``, ``xd-violence``, ``general``), a ``.yaml`` file,
             a text file with one prompt per line, ``;``-separated text, a list, or a set object.
-        normal_prompts: normal prompts (same forms as for :func:`vadindex.prompts.parse_prompts`);
+        normal_prompts: normal prompts (same forms as for :func:`parse_prompts`);
             they replace a set's normal classes. ``None`` keeps the set's (or the built-in default).
 
     Returns:

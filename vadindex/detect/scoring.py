@@ -43,59 +43,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vadindex.config import (
-    CALIBRATIONS,
-    DEFAULT_CALIBRATE,
-    DEFAULT_FRAME_VOTES,
-    DEFAULT_KNN_ALPHA,
-    DEFAULT_KNN_K,
-    DEFAULT_PROMPT_TOP_K,
-    DEFAULT_RULE,
-    DEFAULT_SEGMENT_THRESHOLD,
-    DEFAULT_SMOOTH,
-    RULES,
-)
+from vadindex.config import CALIBRATIONS
+from vadindex.detect.options import DetectOptions
 from vadindex.errors import InputError
-
-
-@dataclass(frozen=True)
-class RuleParams:
-    """Which segment rule to apply, and its parameters."""
-
-    rule: str = DEFAULT_RULE
-    segment_threshold: float = DEFAULT_SEGMENT_THRESHOLD
-    top_k: int = DEFAULT_PROMPT_TOP_K
-    calibrate: str = DEFAULT_CALIBRATE
-    smooth: int = DEFAULT_SMOOTH
-    knn_k: int = DEFAULT_KNN_K
-    knn_alpha: float = DEFAULT_KNN_ALPHA
-    frame_votes: int = DEFAULT_FRAME_VOTES
-
-    def validate(self, n_prompts: int | None = None) -> None:
-        """Raise :class:`InputError` on an unknown rule or a parameter out of range."""
-        if self.rule not in RULES:
-            raise InputError(f"unknown rule {self.rule!r}; choose one of {', '.join(RULES)}")
-        if self.calibrate not in CALIBRATIONS:
-            raise InputError(
-                f"unknown calibration {self.calibrate!r}; choose one of {', '.join(CALIBRATIONS)}"
-            )
-        if self.calibrate == "zscore":
-            if not np.isfinite(self.segment_threshold):
-                raise InputError(f"--segment-threshold must be a number, got {self.segment_threshold}")
-        elif not 0.0 <= self.segment_threshold <= 1.0:
-            raise InputError(f"--segment-threshold must be in [0, 1], got {self.segment_threshold}")
-        if self.top_k < 1:
-            raise InputError(f"--top-k must be at least 1, got {self.top_k}")
-        if n_prompts is not None and self.rule == "topk" and self.top_k > n_prompts:
-            raise InputError(f"--top-k {self.top_k} is more than the {n_prompts} prompts")
-        if self.smooth < 0:
-            raise InputError(f"--smooth must be 0 or more, got {self.smooth}")
-        if self.knn_k < 0:
-            raise InputError(f"--knn-k must be 0 or more, got {self.knn_k}")
-        if not 0.0 <= self.knn_alpha <= 1.0:
-            raise InputError(f"--knn-alpha must be in [0, 1], got {self.knn_alpha}")
-        if self.frame_votes < 1:
-            raise InputError(f"--frame-votes must be at least 1, got {self.frame_votes}")
 
 
 @dataclass(frozen=True)
@@ -179,10 +129,10 @@ def topk_votes(sims: np.ndarray, is_anomaly: np.ndarray, k: int) -> np.ndarray:
 
 
 def decide_segments(
-    sims: np.ndarray, is_anomaly: np.ndarray, scores: SegmentScores, params: RuleParams
+    sims: np.ndarray, is_anomaly: np.ndarray, scores: SegmentScores, params: DetectOptions
 ) -> np.ndarray:
     """Apply ``params.rule`` to every segment; returns a boolean array."""
-    params.validate(sims.shape[1])
+    params.check_classes(sims.shape[1])
     if params.rule == "frame-vote":
         raise InputError("the frame-vote rule needs frame similarities; use apply_rule")
     if params.rule == "threshold":
@@ -322,7 +272,7 @@ def apply_rule(
     sims: np.ndarray,
     is_anomaly: np.ndarray,
     logit_scale: float,
-    params: RuleParams,
+    params: DetectOptions,
     *,
     video_ids: np.ndarray | None = None,
     position: np.ndarray | None = None,
@@ -337,7 +287,7 @@ def apply_rule(
         sims: ``(n_segments, n_classes)`` cosine similarities.
         is_anomaly: one flag per class.
         logit_scale: CLIP's ``lam``.
-        params: rule, threshold and pipeline parameters.
+        params: rule, threshold and pipeline parameters (the video options are not used here).
         video_ids, position: video and segment number of each segment (needed when ``smooth > 0``).
         frame_sims, frame_row, n_frames: frame similarities and each segment's frame rows
             (needed by ``frame-vote``).
@@ -352,7 +302,7 @@ def apply_rule(
         raise ValueError("sims must be (n_segments, n_classes) with one flag per class")
     if not is_anomaly.any() or is_anomaly.all():
         raise InputError("scoring needs at least one anomaly prompt and one normal prompt")
-    params.validate(sims.shape[1])
+    params.check_classes(sims.shape[1])
     n = len(sims)
     values = calibrate_similarities(sims, params.calibrate)
     vcols = by_class(values)

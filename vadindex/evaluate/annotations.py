@@ -7,10 +7,10 @@ UCF-Crime (``Temporal_Anomaly_Annotation_for_Testing_Videos.txt``), one video a 
 file, class, then up to two ``start end`` frame spans, ``-1 -1`` for none (normal videos have class
 ``Normal`` and no span). XD-Violence (``annotations.txt``): ``name s1 e1 s2 e2 ...`` with any number of
 pairs and no class (the class is read from the ``_label_`` part of the name, see
-:mod:`vadindex.datasets`); videos absent from the file are normal.
+:mod:`vadindex.evaluate.datasets`); videos absent from the file are normal.
 
 Spans are frame numbers of the original video, taken as 0-based and half-open, ``start <= f < end``
-(the ``gt[start:end] = 1`` of the published Python evaluation scripts, and :mod:`vadindex.synth`).
+(the ``gt[start:end] = 1`` of the published Python evaluation scripts, and :mod:`vadindex.demo.synth`).
 Names are matched to index videos by file name, ignoring folders, case and video extensions.
 """
 
@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vadindex.config import VIDEO_EXTENSIONS
+from vadindex.config import ANNOTATION_FORMATS
 from vadindex.errors import InputError
+from vadindex.evaluate.datasets import video_key, xd_violence_class
+from vadindex.evaluate.metrics import frame_scores, span_labels
 
 NORMAL_CLASS = "Normal"
-FORMATS = ("auto", "ucf-crime", "xd-violence")
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,6 @@ def is_normal_class(cls: str | None) -> bool:
     return text in ("", "normal", "a", "none", "nan") or text.startswith(
         ("normal_videos", "testing_normal", "training_normal")
     )
-
-
-def video_key(name: str) -> str:
-    """Matching key of a video name: base name, lower case, without a video extension."""
-    base = os.path.basename(str(name).strip().replace("\\", "/")).lower()
-    for ext in VIDEO_EXTENSIONS:
-        if base.endswith(ext):
-            return base[: -len(ext)]
-    return base
 
 
 def _ints(tokens: list[str], where: str) -> list[int]:
@@ -92,8 +84,6 @@ def parse_ucf_crime_line(line: str, where: str = "annotation") -> Annotation:
 
 def parse_xd_violence_line(line: str, where: str = "annotation") -> Annotation:
     """Parse ``name s1 e1 s2 e2 ...``; the class comes from the ``_label_`` part of the name."""
-    from vadindex.datasets import xd_violence_class
-
     tokens = line.split()
     if not tokens:
         raise InputError(f"{where}: empty line")
@@ -121,8 +111,8 @@ def load_annotations(path: str | os.PathLike[str], fmt: str = "auto") -> list[An
 
     Blank lines and lines starting with ``#`` are skipped. Errors name the file and line.
     """
-    if fmt not in FORMATS:
-        raise InputError(f"unknown annotation format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt not in ANNOTATION_FORMATS:
+        raise InputError(f"unknown annotation format {fmt!r}; choose one of {', '.join(ANNOTATION_FORMATS)}")
     file = Path(path).expanduser()
     try:
         text = file.read_text(encoding="utf-8-sig")
@@ -187,7 +177,7 @@ class GroundTruth:
     """Frame, segment and video truth of the annotated videos of an index, ready for pooled metrics.
 
     Frames of all matched videos are concatenated; ``frame_segment[f]`` is the index row whose score
-    frame ``f`` takes (:func:`vadindex.metrics.frame_scores`), so frame scores are
+    frame ``f`` takes (:func:`vadindex.evaluate.metrics.frame_scores`), so frame scores are
     ``segment_scores[frame_segment]``.
     """
 
@@ -220,8 +210,6 @@ def build_ground_truth(
         A :class:`GroundTruth`. A video's frame count is its decoded ``n_frames``, or its last
         segment's ``end_frame`` when that is unknown.
     """
-    from vadindex.metrics import frame_scores, span_labels
-
     matched, missing = match_annotations(annotations, videos["video"].astype(str).tolist())
     rows_of = (
         pd.Series(np.arange(len(segments))).groupby(segments["video_id"].to_numpy(), sort=False).agg(list)

@@ -17,7 +17,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from vadindex.config import DATASET_LAYOUTS, VIDEO_EXTENSIONS
 from vadindex.errors import InputError
+from vadindex.files import write_output
+from vadindex.ingest.sources import is_video_file
 
 UCF_CRIME_CLASSES = (
     "Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting", "RoadAccidents",
@@ -42,10 +45,17 @@ class ManifestRow:
     cls: str
 
 
+def video_key(name: str) -> str:
+    """Matching key of a video name: base name, lower case, without a video extension."""
+    base = os.path.basename(str(name).strip().replace("\\", "/")).lower()
+    for ext in VIDEO_EXTENSIONS:
+        if base.endswith(ext):
+            return base[: -len(ext)]
+    return base
+
+
 def xd_violence_class(name: str) -> str | None:
     """The class encoded in an XD-Violence file name, ``Normal`` for ``_label_A``; ``None`` if absent."""
-    from vadindex.annotations import video_key
-
     match = _XD_LABEL.search(video_key(name))
     if not match:
         return None
@@ -86,8 +96,6 @@ def classify_video(path: Path, layout: str = "auto") -> tuple[str, str]:
 
 
 def _listed_keys(file: Path) -> set[str]:
-    from vadindex.annotations import video_key
-
     try:
         lines = file.read_text(encoding="utf-8-sig").splitlines()
     except OSError as exc:
@@ -113,11 +121,8 @@ def build_manifest(
     Returns:
         The rows, sorted by path; a video that matches no convention has an empty label and class.
     """
-    from vadindex.annotations import video_key
-    from vadindex.sources import is_video_file
-
-    if layout not in ("auto", "ucf-crime", "xd-violence"):
-        raise InputError(f"unknown layout {layout!r}; choose auto, ucf-crime or xd-violence")
+    if layout not in DATASET_LAYOUTS:
+        raise InputError(f"unknown layout {layout!r}; choose one of {', '.join(DATASET_LAYOUTS)}")
     base = Path(root).expanduser()
     if not base.is_dir():
         raise InputError(f"{base}: no such folder")
@@ -149,3 +154,17 @@ def manifest_csv(rows: list[ManifestRow]) -> str:
     writer.writerow(["path", "label", "class"])
     writer.writerows((r.path, r.label, r.cls) for r in rows)
     return buf.getvalue()
+
+
+def write_manifest(
+    root: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    layout: str = "auto",
+    only: str | os.PathLike[str] | None = None,
+) -> list[ManifestRow]:
+    """Find and label the videos under ``root`` (:func:`build_manifest`) and write the manifest CSV
+    to ``out`` atomically, with paths relative to its folder; returns the rows."""
+    target = Path(out).expanduser()
+    rows = build_manifest(root, layout, only, relative_to=target.parent.absolute())
+    write_output(target, manifest_csv(rows))
+    return rows

@@ -32,12 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from vadindex.encoder import Encoder, ModelIdentity
-from vadindex.store import IndexSnapshot, atomic_path, write_text_atomic
+from vadindex.files import save_npy, write_text_atomic
+from vadindex.index.manifest import CACHE
+from vadindex.index.reader import IndexSnapshot
+from vadindex.models.identity import Encoder, ModelIdentity
 
 log = logging.getLogger("vadindex")
 
-CACHE_DIR = "cache"
 #: Blocks per key above which a writer merges them into one.
 MAX_BLOCKS = 8
 KINDS = ("segments", "frames")
@@ -65,17 +66,12 @@ def state_key(snap: IndexSnapshot) -> str:
     return f"g{m.generation:06d}-{_digest(m.created, m.n_segments, m.n_frames, parts, n=8)}"
 
 
-def _save_npy(target: Path, array: np.ndarray) -> None:
-    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
-
-
 class IndexCache:
     """Read and write the derived data of one index snapshot."""
 
     def __init__(self, snap: IndexSnapshot) -> None:
         self.snap = snap
-        self.folder = snap.path / CACHE_DIR
+        self.folder = snap.path / CACHE
         self.model = model_key(snap.manifest.identity)
         self.state = state_key(snap)
 
@@ -109,7 +105,7 @@ class IndexCache:
     def _write(self, name: str, array: np.ndarray, meta: dict[str, Any]) -> None:
         try:
             self.folder.mkdir(exist_ok=True)
-            _save_npy(self.folder / f"{name}.npy", array)
+            save_npy(self.folder / f"{name}.npy", array)
             meta = {**meta, "shape": list(array.shape), "dtype": str(array.dtype)}
             write_text_atomic(self.folder / f"{name}.json", json.dumps(meta))
         except OSError as exc:  # a read-only index still works, just without a cache
@@ -208,7 +204,7 @@ class IndexCache:
         if missing:
             pos = {t: i for i, t in enumerate(texts)}
             vecs = np.asarray(text_vectors, dtype=np.float32)[[pos[t] for t in missing]]
-            sims = _multiply(self.snap, kind, vecs)
+            sims = text_products(self.snap, kind, vecs)
             self._write(
                 f"{prefix}{_digest(*missing)}", sims, {"kind": kind, "state": self.state, "texts": missing}
             )
@@ -270,7 +266,7 @@ def _gather(found: dict[str, tuple[np.ndarray, int]], texts: Sequence[str]) -> n
     return out
 
 
-def _multiply(snap: IndexSnapshot, kind: str, text_vectors: np.ndarray, chunk: int = 2048) -> np.ndarray:
+def text_products(snap: IndexSnapshot, kind: str, text_vectors: np.ndarray, chunk: int = 2048) -> np.ndarray:
     """``(n_texts, rows)`` float32 products of ``text_vectors`` with the stored float16 vectors.
 
     Text-major, the layout of the cache's similarity blocks. The vectors are streamed from the
@@ -337,5 +333,5 @@ def nearest_neighbours(vectors: np.ndarray, k: int, chunk: int = 4096) -> np.nda
 
 def cache_size(path: str | os.PathLike[str]) -> int:
     """Bytes used by an index's cache folder."""
-    folder = Path(path) / CACHE_DIR
+    folder = Path(path) / CACHE
     return sum(f.stat().st_size for f in folder.glob("*") if f.is_file()) if folder.is_dir() else 0

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 import pandas as pd
 
 from vadindex.errors import StoreError
-from vadindex.store import (
+from vadindex.files import file_record
+from vadindex.index import faiss_index
+from vadindex.index.manifest import (
     FAILURES,
+    MANIFEST,
     METRIC,
     OWN_FILE,
     OWN_PART,
@@ -22,7 +25,6 @@ from vadindex.store import (
     SEGMENT_COLUMNS,
     VIDEO_COLUMNS,
     IndexManifest,
-    file_record,
     read_manifest,
 )
 
@@ -143,7 +145,7 @@ def _check(folder: Path, m: IndexManifest, found: _Findings, checksums: bool) ->
 
 
 def _check_manifest(m: IndexManifest, found: _Findings) -> None:
-    where = "manifest.json"
+    where = MANIFEST
     found.expect(m.dim > 0, f"{where}: dim is {m.dim}")
     found.expect(m.metric == METRIC, f"{where}: metric {m.metric!r}, expected {METRIC!r}")
     seg_sum = sum(p.segments for p in m.parts)
@@ -338,7 +340,6 @@ def _contiguous(column: pd.Series) -> bool:
 def _check_faiss(folder: Path, m: IndexManifest, found: _Findings) -> None:
     if not m.faiss_file or not (folder / m.faiss_file).is_file():
         return
-    import faiss
 
     def load() -> Any:
         return faiss.read_index(str(folder / m.faiss_file), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
@@ -373,30 +374,19 @@ def _check_faiss(folder: Path, m: IndexManifest, found: _Findings) -> None:
                 return  # reported by _check_parts
             stored.append(np.asarray(array[sel], dtype=np.float32))
         offset += p.segments
-    in_faiss = found.guarded(m.faiss_file, lambda: _reconstruct(index, rows))
+    in_faiss = found.guarded(m.faiss_file, lambda: faiss_index.reconstruct(index, rows))
     if in_faiss is None:
         return
     error = float(np.abs(in_faiss - np.concatenate(stored)).max())
-    from vadindex import ann
-
-    tolerance = VECTOR_TOLERANCE_SQ8 if ann.describe(index).find("SQ8") >= 0 else VECTOR_TOLERANCE
+    tolerance = VECTOR_TOLERANCE_SQ8 if "SQ8" in faiss_index.describe(index) else VECTOR_TOLERANCE
     found.expect(
         error <= tolerance,
         f"{m.faiss_file}: vectors differ from parts/*.vectors.npy (max error {error:.3g}); the files are mismatched",
     )
 
 
-def _reconstruct(index: Any, rows: np.ndarray) -> np.ndarray:
-    """The vectors stored in ``index`` at ``rows`` (IVF indexes need their id map built first)."""
-    import faiss
-
-    with contextlib.suppress(RuntimeError):  # not an IVF index: flat and HNSW reconstruct directly
-        faiss.extract_index_ivf(index).make_direct_map()
-    return np.stack([index.reconstruct(int(r)) for r in rows])
-
-
 def _note_leftovers(folder: Path, m: IndexManifest, found: _Findings) -> None:
-    referenced = set(_expected_files(m)) | {"manifest.json", FAILURES}
+    referenced = set(_expected_files(m)) | {MANIFEST, FAILURES}
     previous = {f"index.g{m.generation - 1:06d}.faiss", f"videos.g{m.generation - 1:06d}.parquet"}
     names = [f.name for f in folder.iterdir() if OWN_FILE.match(f.name)]
     if (folder / PARTS).is_dir():

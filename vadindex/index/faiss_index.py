@@ -25,6 +25,8 @@ product (the vectors are L2-normalised, so scores are cosine similarities):
 
 Approximate types return :data:`RERANK_FACTOR` times more candidates than asked, which the caller
 re-scores exactly from the float16 vectors (:func:`vadindex.search.search_vector` does this).
+
+Imported only where FAISS is used (builds, searches, checks): importing it imports faiss.
 """
 
 from __future__ import annotations
@@ -33,15 +35,18 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
-from vadindex.errors import InputError
+from vadindex.config import INDEX_TYPES
+from vadindex.errors import InputError, StoreError
+from vadindex.files import atomic_path
 
 log = logging.getLogger("vadindex")
 
-INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
 #: Index size (segments) from which ``auto`` switches from exact search to IVF. At 200,000 segments
 #: (about 55 hours of video at one-second segments) an exact scan costs ~40 ms on two CPU cores.
 AUTO_ANN_MIN_SEGMENTS = 200_000
@@ -66,8 +71,30 @@ RERANK_FACTOR = 4
 _SEED = 1234
 
 
+def read(file: Path, mmap: bool = False) -> Any:
+    """Read a FAISS file, memory-mapped read-only with ``mmap``; a clear error when it is damaged."""
+    if not file.exists():
+        raise StoreError(f"{file}: missing from the index; run `vadindex check {file.parent}`")
+    flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+    try:
+        return faiss.read_index(str(file), flags)
+    except RuntimeError as exc:
+        raise StoreError(
+            f"{file}: unreadable FAISS index ({str(exc).splitlines()[0]}); run `vadindex check {file.parent}`"
+        ) from None
+
+
+def save(target: Path, index: Any) -> None:
+    """Write a FAISS index atomically; a failed write (a full disk) is an ``OSError``."""
+    with atomic_path(target) as tmp:
+        try:
+            faiss.write_index(index, str(tmp))
+        except RuntimeError as exc:  # faiss reports a failed write (disk full) as a RuntimeError
+            raise OSError(f"writing {target.name} failed ({str(exc).splitlines()[0]})") from None
+
+
 def check_index_type(index_type: str) -> str:
-    """Return ``index_type`` or raise :class:`InputError` if it is not one of :data:`INDEX_TYPES`."""
+    """Return ``index_type`` or raise :class:`InputError` if it is not one of :data:`vadindex.config.INDEX_TYPES`."""
     if index_type not in INDEX_TYPES:
         raise InputError(f"--index-type must be one of {', '.join(INDEX_TYPES)}, got {index_type!r}")
     return index_type
@@ -97,8 +124,6 @@ def nprobe_for(nlist: int) -> int:
 
 
 def _ivf(index: Any) -> Any:
-    import faiss
-
     try:
         return faiss.extract_index_ivf(index)
     except RuntimeError:
@@ -107,8 +132,6 @@ def _ivf(index: Any) -> Any:
 
 def kind_of(index: Any) -> str:
     """``flat``, ``ivf`` or ``hnsw`` for a FAISS index made here (a plain ``IndexFlatIP`` is ``flat``)."""
-    import faiss
-
     ivf = _ivf(index)
     if ivf is not None:
         return "flat" if ivf.nlist == 1 else "ivf"
@@ -124,8 +147,6 @@ def is_exact(index: Any) -> bool:
 
 def describe(index: Any) -> str:
     """A short description, e.g. ``ivf (IVF1024,SQ8, nprobe 32)``."""
-    import faiss
-
     kind = kind_of(index)
     ivf = _ivf(index)
     if ivf is not None:
@@ -139,8 +160,6 @@ def describe(index: Any) -> str:
 
 def new_index(dim: int, kind: str, nlist: int = 0) -> Any:
     """An empty FAISS index of ``kind``; ``ivf`` needs :func:`train` before vectors are added."""
-    import faiss
-
     ip = faiss.METRIC_INNER_PRODUCT
     if kind == "flat":
         # One inverted list whose centroid is the origin: assignment is trivial and residuals equal
@@ -189,8 +208,6 @@ def build(dim: int, kind: str, chunks: Callable[[], Iterator[np.ndarray]], n: in
         chunks: returns a fresh iterator over the vectors in row order (float16 or float32 blocks).
         n: total number of vectors.
     """
-    import faiss
-
     nlist = nlist_for(n) if kind == "ivf" else 0
     if kind == "ivf" and not nlist:
         log.debug("%d vectors are too few for an IVF index; searching them exactly", n)
@@ -245,8 +262,6 @@ def add(
 
 def gpus() -> int:
     """CUDA devices that this FAISS can use: 0 for faiss-cpu, or when ``VADINDEX_FAISS_GPU=0``."""
-    import faiss
-
     if os.environ.get("VADINDEX_FAISS_GPU", "1") == "0" or not hasattr(faiss, "StandardGpuResources"):
         return 0
     try:
@@ -266,8 +281,6 @@ def _gpu_clustering(index: Any) -> Iterator[str]:
     if ivf is None or not gpus():
         yield "CPU"
         return
-    import faiss
-
     try:
         clustering = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(ivf.d))
     except Exception as exc:  # noqa: BLE001 - GPU out of memory, a broken driver: the CPU will do
@@ -284,10 +297,15 @@ def _gpu_clustering(index: Any) -> Iterator[str]:
         del clustering
 
 
+def reconstruct(index: Any, rows: np.ndarray) -> np.ndarray:
+    """The vectors stored in ``index`` at ``rows`` (IVF indexes need their id map built first)."""
+    with contextlib.suppress(RuntimeError):  # not an IVF index: flat and HNSW reconstruct directly
+        faiss.extract_index_ivf(index).make_direct_map()
+    return np.stack([index.reconstruct(int(r)) for r in rows])
+
+
 def configure(index: Any, nprobe: int | None = None, ef_search: int | None = None) -> Any:
     """Set search-time parameters (cells visited, graph breadth); returns ``index``."""
-    import faiss
-
     ivf = _ivf(index)
     if ivf is not None:
         ivf.nprobe = ivf.nlist if ivf.nlist == 1 else (nprobe or nprobe_for(ivf.nlist))
@@ -302,8 +320,6 @@ def search(index: Any, queries: np.ndarray, k: int, rerank: bool = True) -> tupl
     Approximate indexes return ``RERANK_FACTOR * k`` candidates when ``rerank`` is set, for the
     caller to re-score exactly.
     """
-    import faiss
-
     q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
     want = k if (is_exact(index) or not rerank) else k * RERANK_FACTOR
     want = max(1, min(want, index.ntotal))

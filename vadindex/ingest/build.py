@@ -1,45 +1,36 @@
-"""Ingestion: per-video units of work (decode, sample, encode, segment) and one committer."""
+"""A build: plan what to index, lock the index, run an engine over the videos, commit, report.
+
+The engines differ only in where :func:`vadindex.ingest.video.ingest_video` runs: :func:`run_local`
+runs it here, one video after another (decoding in a thread beside the encoder). Whatever the
+engine, one :class:`BuildLedger` in this process is the index's single writer: it skips what the
+index holds, commits every ``commit_every`` videos (or minute), and records failures.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
+from tqdm.auto import tqdm
 
-from vadindex.config import (
-    DEFAULT_BACKEND,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_COMMIT_EVERY,
-    DEFAULT_DEVICE,
-    DEFAULT_FPS,
-    DEFAULT_MODEL,
-    DEFAULT_PRECISION,
-    DEFAULT_SEGMENT_SECONDS,
-    DEFAULT_STALL_TIMEOUT,
-    SamplingSettings,
-)
-from vadindex.decode import SampledVideo
-from vadindex.encoder import Encoder
+from vadindex.config import DEFAULT_FPS, DEFAULT_MODEL, DEFAULT_SEGMENT_SECONDS, SamplingSettings
 from vadindex.errors import InputError, VadindexError, VideoError
-from vadindex.segment import build_segments
-from vadindex.sources import VideoSource, collect_sources, fingerprint
-from vadindex.store import LOCK, MANIFEST, PARTS, IndexWriter, PendingVideo, lock_index, read_manifest
+from vadindex.index.lock import lock_index
+from vadindex.index.manifest import LOCK, MANIFEST, PARTS, read_manifest
+from vadindex.index.writer import IndexWriter, PendingVideo
+from vadindex.ingest.options import BuildOptions
+from vadindex.ingest.sources import VideoSource, collect_sources, fingerprint
+from vadindex.ingest.video import encoder_precision, ingest_video
+from vadindex.models.identity import Encoder
 
 log = logging.getLogger("vadindex")
 
-#: Seconds one video may take in all before it is abandoned; ``None``: no limit (hours-long videos
-#: are legitimate, and the stall timeout already catches a decoder that hangs).
-DEFAULT_VIDEO_TIMEOUT: float | None = None
 #: Commit at least this often (seconds) while videos are pending, whatever ``commit_every`` says.
 COMMIT_INTERVAL = 60.0
 
@@ -88,182 +79,55 @@ class BuildSummary:
         }
 
 
-def _prefetch(
-    source: Iterator[np.ndarray],
-    depth: int,
-    stall_timeout: float,
-    path: Path,
-    video_timeout: float | None = None,
-) -> Iterator[np.ndarray]:
-    """Run ``source`` in a thread so decoding overlaps encoding; give up on a stalled or slow decoder.
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a build will do, settled before any model loads: the options reconciled with the
+    index's (an existing index keeps its model and sampling), and the videos to look at."""
 
-    A decoder stuck inside FFmpeg cannot be interrupted from Python: its thread is left behind (a
-    daemon, so it never blocks exit) and the build moves on to the next file. A decoder that is
-    merely slow stops at its next batch.
-    """
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    deadline = None if video_timeout is None else time.monotonic() + video_timeout
-
-    def put(kind: str, value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put((kind, value), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in source:
-                if not put("item", item):
-                    return
-            put("done", None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put("error", exc)
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()  # closes the container now, not when the generator is collected
-
-    thread = threading.Thread(target=work, name=f"decode:{path.name}", daemon=True)
-    thread.start()
-    try:
-        while True:
-            wait = stall_timeout
-            if deadline is not None:
-                wait = min(wait, max(deadline - time.monotonic(), 0.0))
-            try:
-                kind, value = q.get(timeout=wait)
-            except queue.Empty:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise VideoError(
-                        str(path), f"took longer than --video-timeout {video_timeout:g} s; abandoned"
-                    ) from None
-                raise VideoError(str(path), f"decoder stalled for {stall_timeout:g} s; abandoned") from None
-            if kind == "item":
-                yield value
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise VideoError(
-                        str(path), f"took longer than --video-timeout {video_timeout:g} s; abandoned"
-                    )
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        stop.set()
+    index: Path
+    options: BuildOptions
+    settings: SamplingSettings
+    videos: tuple[VideoSource, ...]
+    #: ``(path, reason)`` of sources that are not readable files (missing, broken links, pipes).
+    unreadable: tuple[tuple[str, str], ...]
 
 
-class _Rows:
-    """A float32 matrix grown by doubling: one long-lived allocation, not one per batch.
-
-    Thousands of small blocks kept alive between large transient batches fragment the C heap,
-    and an hours-long video then costs several times its embeddings in resident memory.
-    """
-
-    def __init__(self, dim: int) -> None:
-        self._data = np.zeros((0, dim), np.float32)
-        self._n = 0
-
-    def append(self, block: np.ndarray) -> None:
-        end = self._n + len(block)
-        if end > len(self._data):
-            grown = np.empty((max(end, 2 * len(self._data), 256), self._data.shape[1]), np.float32)
-            grown[: self._n] = self._data[: self._n]
-            self._data = grown
-        self._data[self._n : end] = block
-        self._n = end
-
-    def array(self) -> np.ndarray:
-        return self._data[: self._n]
-
-
-def ingest_video(
-    source: VideoSource,
-    encoder: Encoder,
-    settings: SamplingSettings,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
-    video_id: str | None = None,
-    video_timeout: float | None = DEFAULT_VIDEO_TIMEOUT,
-) -> PendingVideo:
-    """Decode, sample, encode and segment one video: the independent unit of ingestion work.
-
-    Args:
-        source: the video.
-        encoder: the image encoder.
-        settings: sampling settings.
-        batch_size: frames per encoder batch.
-        stall_timeout: seconds without a decoded batch before the file is abandoned.
-        video_id: the content fingerprint, if already computed.
-        video_timeout: seconds the whole video may take (decoding and encoding); ``None`` for no limit.
-
-    Returns:
-        The video's metadata, segment rows, segment vectors and frame vectors, ready to commit.
+def plan_build(
+    sources: list[str | os.PathLike[str]],
+    index: str | os.PathLike[str],
+    options: BuildOptions,
+    manifest: str | os.PathLike[str] | None = None,
+) -> BuildPlan:
+    """Reconcile ``options`` with the index (when it exists) and list the videos.
 
     Raises:
-        VideoError: the video cannot be decoded or is shorter than one segment.
+        InputError: no video to index, bad sampling, or an index built from a checkpoint file
+            that is not passed again.
     """
-    path = source.path
-    sampled = SampledVideo(path, settings.fps, encoder.image_size, batch_size)
-    batches = _prefetch(sampled.batches(), 2, stall_timeout, path, video_timeout)
-    rows = _Rows(encoder.dim)
-    precision_before = _precision(encoder)
-    for batch in batches:
-        rows.append(encoder.encode_images(batch))
-    info = sampled.info
-    assert info is not None
-    frame_vectors = rows.array()
-    segments = build_segments(sampled.frame_times, len(frame_vectors), info.duration, settings)
-    if not segments:
-        raise VideoError(
-            str(path),
-            f"{info.duration:.2f} s long, shorter than one segment ({settings.segment_seconds:g} s)",
-        )
-    frame_vectors = frame_vectors[: segments[-1].sample_end]
-    seg_vectors = np.stack([frame_vectors[s.sample_start : s.sample_end].mean(axis=0) for s in segments])
-    seg_vectors /= np.maximum(np.linalg.norm(seg_vectors, axis=1, keepdims=True), 1e-12)
-    vid = video_id or fingerprint(path)
-    rows = pd.DataFrame(
-        {
-            "video_id": vid,
-            "video": source.video,
-            "segment": np.array([s.index for s in segments], dtype=np.int32),
-            "start": [s.start for s in segments],
-            "end": [s.end for s in segments],
-            "start_frame": np.array([s.start_frame for s in segments], dtype=np.int64),
-            "end_frame": np.array([s.end_frame for s in segments], dtype=np.int64),
-            "frame_row": np.array([s.sample_start for s in segments], dtype=np.int64),
-            "n_frames": np.array([s.sample_end - s.sample_start for s in segments], dtype=np.int32),
-            "label": pd.array([source.label] * len(segments), dtype="Int8"),
-            "class": pd.array([source.cls] * len(segments), dtype="string"),
-        }
+    path = Path(index).expanduser()
+    existing = read_manifest(path) if (path / MANIFEST).exists() else None
+    model, pretrained, fps, seconds = options.model, options.pretrained, options.fps, options.segment_seconds
+    if existing is not None:
+        model = model or existing.model
+        if pretrained is None and model == existing.model:
+            pretrained = existing.pretrained_path or existing.pretrained
+            if pretrained.startswith("file:"):
+                raise InputError(
+                    f"{path}: built from checkpoint {pretrained[5:]}; pass it again with --pretrained PATH"
+                )
+        fps = fps if fps is not None else existing.sampling["fps"]
+        seconds = seconds if seconds is not None else existing.sampling["segment_seconds"]
+    settings = SamplingSettings(
+        fps=fps if fps is not None else DEFAULT_FPS,
+        segment_seconds=seconds if seconds is not None else DEFAULT_SEGMENT_SECONDS,
     )
-    video = {
-        "video_id": vid,
-        "video": source.video,
-        "path": str(path.absolute()),
-        "label": source.label,
-        "class": source.cls,
-        "duration": info.duration,
-        "n_frames": info.n_frames,
-        "width": info.width,
-        "height": info.height,
-        "codec": info.codec,
-        "n_segments": len(segments),
-        "warning": info.warning,
-    }
-    return PendingVideo(
-        video,
-        rows,
-        seg_vectors.astype(np.float32),
-        frame_vectors.astype(np.float16),
-        # both, when --precision auto moved to int8 during this video
-        precision=",".join(sorted({precision_before, _precision(encoder)} - {""})),
-    )
+    settings.validate()
+    videos, unreadable = collect_sources(sources, manifest)
+    if not videos:
+        detail = "; ".join(f"{p}: {r}" for p, r in unreadable) or "no sources given"
+        raise InputError(f"no videos to index ({detail})")
+    resolved = options.replace(model=model or DEFAULT_MODEL, pretrained=pretrained)
+    return BuildPlan(path, resolved, settings, tuple(videos), tuple(unreadable))
 
 
 @dataclass
@@ -276,8 +140,6 @@ class _Progress:
 
     def __post_init__(self) -> None:
         if self.enabled:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=self.total, unit="video", desc="indexing", dynamic_ncols=True)
 
     def update(self, frames: int, seconds: float, name: str) -> None:
@@ -296,189 +158,203 @@ class _Progress:
             self.bar.close()
 
 
+class BuildLedger:
+    """The driver's side of a build: the one writer, counters, failures, progress and commits.
+
+    Engines report each video as skipped (already indexed), added (with its ingested rows) or
+    failed; the ledger commits every ``commit_every`` added videos, or after
+    :data:`COMMIT_INTERVAL` seconds, and writes ``failures.csv`` with each commit.
+    """
+
+    def __init__(
+        self,
+        writer: IndexWriter,
+        plan: BuildPlan,
+        progress: bool = True,
+        on_failure: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.plan = plan
+        self.on_failure = on_failure
+        self.failures: list[tuple[str, str]] = []
+        self.added = self.skipped = self.segments = self.frames = 0
+        self._bar = _Progress(len(plan.videos), progress)
+        self._last_commit = time.perf_counter()
+        for path, reason in plan.unreadable:
+            self._record_failure(path, reason)
+
+    def has_video(self, video_id: str) -> bool:
+        """True when the index holds the video (or will at the next commit)."""
+        return self.writer.has_video(video_id)
+
+    def skip(self, src: VideoSource) -> None:
+        """``src`` is already in the index."""
+        self.skipped += 1
+        self._bar.update(0, 1.0, src.video)
+
+    def add(self, src: VideoSource, item: PendingVideo, seconds: float) -> None:
+        """Queue an ingested video, committing when enough work is pending."""
+        self.writer.add(item)
+        self.added += 1
+        self.segments += len(item.segments)
+        self.frames += len(item.frame_vectors)
+        self._bar.update(len(item.frame_vectors), seconds, src.video)
+        if (
+            self.writer.pending >= self.plan.options.commit_every
+            or time.perf_counter() - self._last_commit > COMMIT_INTERVAL
+        ):
+            self.commit()
+
+    def fail(self, src: VideoSource, reason: str) -> None:
+        """``src`` could not be indexed: report it on one line and go on."""
+        self._record_failure(str(src.path), reason)
+        self._bar.write(f"skipped {src.path}: {reason}")
+        self._bar.update(0, 1.0, src.video)
+
+    def _record_failure(self, path: str, reason: str) -> None:
+        self.failures.append((path, reason))
+        if self.on_failure:
+            self.on_failure(path, reason)
+
+    def commit(self, final: bool = False) -> None:
+        """Commit what is pending (``final``: and complete the FAISS file), with ``failures.csv``."""
+        self.writer.commit(final)
+        self.writer.write_failures(self.failures)
+        self._last_commit = time.perf_counter()
+
+    def close(self) -> None:
+        """Close the progress bar."""
+        self._bar.close()
+
+    def summary(self, encoder: Encoder, seconds: float) -> BuildSummary:
+        """What the build did, once it has committed."""
+        manifest = self.writer.manifest
+        assert manifest is not None
+        return BuildSummary(
+            index=str(self.plan.index),
+            videos_added=self.added,
+            videos_skipped=self.skipped,
+            segments_added=self.segments,
+            frames_encoded=self.frames,
+            failures=tuple(self.failures),
+            seconds=seconds,
+            total_videos=manifest.n_videos,
+            total_segments=manifest.n_segments,
+            model=encoder.identity.describe(),
+            precision=encoder_precision(encoder),
+            int8_check=getattr(encoder, "int8_check", None),
+        )
+
+
+def run_local(plan: BuildPlan, encoder: Encoder, ledger: BuildLedger) -> None:
+    """The local engine: ingest each video here, in order, and report it to the ledger.
+
+    A video that cannot be read is a failure and the build goes on; any other error of ours (a
+    full disk, a lost lock) stops it.
+    """
+    o = plan.options
+    for src in plan.videos:
+        t_video = time.perf_counter()
+        log.debug("ingesting %s", src.path)
+        try:
+            vid = fingerprint(src.path)
+            if ledger.has_video(vid):
+                ledger.skip(src)
+                continue
+            item = ingest_video(
+                src, encoder, plan.settings, o.batch_size, o.stall_timeout, vid, o.video_timeout
+            )
+        except VadindexError as exc:
+            if not isinstance(exc, VideoError):
+                raise
+            ledger.fail(src, exc.reason)
+        except OSError as exc:
+            ledger.fail(src, exc.strerror or str(exc))
+        except Exception as exc:  # noqa: BLE001 - one bad video never stops a build
+            log.debug("unexpected error on %s", src.path, exc_info=True)
+            ledger.fail(src, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        else:
+            ledger.add(src, item, time.perf_counter() - t_video)
+
+
+@contextlib.contextmanager
+def open_build(plan: BuildPlan, encoder: Encoder | None = None) -> Iterator[tuple[Encoder, IndexWriter]]:
+    """Lock the index, load the encoder (unless given) and open the writer; release all on exit.
+
+    The index is locked before the model loads, so a second build on the same index is refused at
+    once; a folder this build created is removed again when the build fails to start.
+    """
+    o = plan.options
+    created = not plan.index.exists()
+    lock = lock_index(plan.index)
+    try:
+        if encoder is None:
+            from vadindex.models.openclip import load_encoder
+
+            encoder = load_encoder(o.model or DEFAULT_MODEL, o.pretrained, o.device, o.precision, o.backend)
+        writer = IndexWriter(
+            plan.index,
+            encoder.identity,
+            encoder.dim,
+            encoder.logit_scale,
+            _sampling_dict(plan.settings),
+            pretrained_path=_pretrained_path(encoder, o.pretrained),
+            lock=lock,
+            index_type=o.index_type,
+        )
+        writer.open()
+    except BaseException:
+        lock.release()
+        if created:
+            _remove_empty_index(plan.index)
+        raise
+    with writer:
+        yield encoder, writer
+
+
 def build_index(
     sources: list[str | os.PathLike[str]],
     index: str | os.PathLike[str],
     *,
     manifest: str | os.PathLike[str] | None = None,
-    model: str | None = None,
-    pretrained: str | None = None,
-    device: str = DEFAULT_DEVICE,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    fps: float | None = None,
-    segment_seconds: float | None = None,
-    commit_every: int = DEFAULT_COMMIT_EVERY,
-    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
-    video_timeout: float | None = DEFAULT_VIDEO_TIMEOUT,
+    options: BuildOptions | None = None,
     progress: bool = True,
     encoder: Encoder | None = None,
     on_failure: Callable[[str, str], None] | None = None,
-    precision: str = DEFAULT_PRECISION,
-    index_type: str | None = None,
-    backend: str = DEFAULT_BACKEND,
+    **overrides: Any,
 ) -> BuildSummary:
     """Index videos: decode, sample, encode and store every segment; skip videos already indexed.
 
     When the index exists, its model and sampling are used unless given; giving different ones is
-    refused. A video that cannot be read is reported and skipped; the build goes on. The index is
-    locked before the model loads, so a second build on the same index is refused at once.
+    refused. A video that cannot be read is reported and skipped; the build goes on.
 
     Args:
         sources: video files and folders.
         index: the index folder (created if missing).
         manifest: optional manifest CSV (path, label, class).
-        model: open_clip architecture; default the index's, else ``ViT-B-32``.
-        pretrained: open_clip tag, checkpoint path, ``builtin`` or ``random``.
-        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        batch_size: frames per encoder batch.
-        fps: frames sampled per second.
-        segment_seconds: segment length.
-        commit_every: videos per commit.
-        stall_timeout: seconds a decoder may produce nothing before its file is abandoned.
-        video_timeout: seconds one video may take in all before it is abandoned (``None``: no limit).
+        options: a :class:`~vadindex.ingest.options.BuildOptions`; keyword arguments named like its
+            fields (``model="ViT-B-32"``, ``batch_size=32``...) override it.
         progress: show a progress bar.
         encoder: an already-loaded encoder (overrides ``model``/``pretrained``/``device``).
         on_failure: called with ``(path, reason)`` for each video that fails.
-        precision: encoder arithmetic, ``auto``, ``fp32``, ``int8`` (CPU) or ``fp16`` (CUDA).
-        backend: image-tower runtime, ``torch`` or ``onnxruntime`` (CPU fp32, optional install).
-        index_type: FAISS index type (``auto``, ``flat``, ``ivf``, ``hnsw``); default the index's, else ``auto``.
 
     Returns:
         A :class:`BuildSummary`; ``failures`` lists every video that was not indexed, also written
         to ``failures.csv`` in the index at each commit.
     """
     t_start = time.perf_counter()
-    index_path = Path(index).expanduser()
-    if batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
-    if commit_every < 1:
-        raise InputError(f"--commit-every must be at least 1, got {commit_every}")
-    if not stall_timeout > 0 or (video_timeout is not None and not video_timeout > 0):
-        raise InputError("--stall-timeout and --video-timeout must be positive")
-    existing = read_manifest(index_path) if (index_path / MANIFEST).exists() else None
-    if existing is not None:
-        model = model or existing.model
-        if pretrained is None and model == existing.model:
-            pretrained = existing.pretrained_path or existing.pretrained
-            if pretrained.startswith("file:"):
-                raise InputError(
-                    f"{index_path}: built from checkpoint {pretrained[5:]}; pass it again with --pretrained PATH"
-                )
-        fps = fps if fps is not None else existing.sampling["fps"]
-        segment_seconds = (
-            segment_seconds if segment_seconds is not None else existing.sampling["segment_seconds"]
-        )
-    settings = SamplingSettings(
-        fps=fps if fps is not None else DEFAULT_FPS,
-        segment_seconds=segment_seconds if segment_seconds is not None else DEFAULT_SEGMENT_SECONDS,
-    )
-    settings.validate()
-    videos, failures = collect_sources(sources, manifest)
-    if not videos:
-        detail = "; ".join(f"{p}: {r}" for p, r in failures) or "no sources given"
-        raise InputError(f"no videos to index ({detail})")
-    if index_type is not None:
-        from vadindex.ann import check_index_type
-
-        check_index_type(index_type)
-    created = not index_path.exists()
-    lock = lock_index(index_path)
-    try:
-        if encoder is None:
-            from vadindex.encoder import load_encoder
-
-            encoder = load_encoder(model or DEFAULT_MODEL, pretrained, device, precision, backend)
-        writer = IndexWriter(
-            index_path,
-            encoder.identity,
-            encoder.dim,
-            encoder.logit_scale,
-            _sampling_dict(settings),
-            pretrained_path=_pretrained_path(encoder, pretrained),
-            lock=lock,
-            index_type=index_type,
-        )
-        writer.open()
-    except BaseException:
-        lock.release()
-        if created:
-            _remove_empty_index(index_path)
-        raise
-    failures = list(failures)
-    if on_failure:
-        for p, r in failures:
-            on_failure(p, r)
-    added = skipped = segments_added = frames = 0
-    with writer:
-        bar = _Progress(len(videos), progress)
-        last_commit = time.perf_counter()
-
-        def commit(final: bool = False) -> None:
-            writer.commit(final)
-            writer.write_failures(failures)
-
+    plan = plan_build(sources, index, (options or BuildOptions()).replace(**overrides), manifest)
+    with open_build(plan, encoder) as (encoder, writer):
+        ledger = BuildLedger(writer, plan, progress, on_failure)
         try:
-            for src in videos:
-                t_video = time.perf_counter()
-                log.debug("ingesting %s", src.path)
-                try:
-                    vid = fingerprint(src.path)
-                    if writer.has_video(vid):
-                        skipped += 1
-                        bar.update(0, 1.0, src.video)
-                        continue
-                    item = ingest_video(src, encoder, settings, batch_size, stall_timeout, vid, video_timeout)
-                except VadindexError as exc:
-                    if not isinstance(exc, VideoError):
-                        raise
-                    reason = exc.reason
-                except OSError as exc:
-                    reason = exc.strerror or str(exc)
-                except Exception as exc:  # noqa: BLE001 - one bad video never stops a build
-                    log.debug("unexpected error on %s", src.path, exc_info=True)
-                    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                else:
-                    writer.add(item)
-                    added += 1
-                    segments_added += len(item.segments)
-                    frames += len(item.frame_vectors)
-                    bar.update(len(item.frame_vectors), time.perf_counter() - t_video, src.video)
-                    if writer.pending >= commit_every or time.perf_counter() - last_commit > COMMIT_INTERVAL:
-                        commit()
-                        last_commit = time.perf_counter()
-                    continue
-                failures.append((str(src.path), reason))
-                bar.write(f"skipped {src.path}: {reason}")
-                if on_failure:
-                    on_failure(str(src.path), reason)
-                bar.update(0, 1.0, src.video)
+            run_local(plan, encoder, ledger)
         except KeyboardInterrupt:
-            commit(final=True)  # keep what is finished
+            ledger.commit(final=True)  # keep what is finished
             raise
         finally:
-            bar.close()
-        commit(final=True)
-        manifest_now = writer.manifest
-        assert manifest_now is not None
-    return BuildSummary(
-        index=str(index_path),
-        videos_added=added,
-        videos_skipped=skipped,
-        segments_added=segments_added,
-        frames_encoded=frames,
-        failures=tuple(failures),
-        seconds=time.perf_counter() - t_start,
-        total_videos=manifest_now.n_videos,
-        total_segments=manifest_now.n_segments,
-        model=encoder.identity.describe(),
-        precision=_precision(encoder),
-        int8_check=getattr(encoder, "int8_check", None),
-    )
-
-
-def _precision(encoder: Encoder) -> str:
-    """The encoder's current arithmetic (``OpenClipEncoder.precision``); empty for encoders without one."""
-    return str(getattr(encoder, "precision", ""))
+            ledger.close()
+        ledger.commit(final=True)
+    return ledger.summary(encoder, time.perf_counter() - t_start)
 
 
 def _sampling_dict(settings: SamplingSettings) -> dict[str, float]:

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import numpy as np
 
 from vadindex.errors import VideoError
@@ -64,10 +65,8 @@ class SampledVideo:
         yield from _decode(self)
 
 
-def open_video(path: Path) -> av.container.InputContainer:  # noqa: F821 - av imported lazily
+def open_video(path: Path) -> av.container.InputContainer:
     """Open ``path`` with PyAV, turning every failure into a one-line :class:`VideoError`."""
-    import av
-
     if not path.exists():
         raise VideoError(str(path), "no such file")
     if path.is_dir():
@@ -230,8 +229,6 @@ def _frames(container: object, stream: object, errors: _PacketErrors) -> Iterato
     ``container.decode(stream)`` stops at the first bad packet; decoding packet by packet lets the
     decoder resume at the next keyframe. Demuxer errors still end the stream (raised).
     """
-    import av
-
     for packet in container.demux(stream):  # type: ignore[attr-defined]
         try:
             frames = packet.decode()
@@ -254,8 +251,6 @@ def _frame_interval(times: Sequence[float], rate: float) -> float:
 
 
 def _decode(video: SampledVideo) -> Iterator[np.ndarray]:
-    import av
-
     path = video.path
     container = open_video(path)
     try:

@@ -1,85 +1,22 @@
-"""Text-to-segment and image-to-segment search over an index."""
+"""Nearest segments to a query vector: FAISS proposes, the stored vectors decide."""
 
 from __future__ import annotations
 
 import fnmatch
-import os
 import weakref
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 import pandas as pd
 
-from vadindex.config import DEFAULT_PRECISION, DEFAULT_TOP_K_RESULTS
-from vadindex.encoder import Encoder
-from vadindex.errors import InputError, ModelError
-from vadindex.store import IndexSnapshot
+from vadindex.config import DEFAULT_TOP_K_RESULTS
+from vadindex.errors import InputError, StoreError
+from vadindex.index import faiss_index
+from vadindex.index.reader import IndexSnapshot
 
 RESULT_COLUMNS = ["rank", "score", "video", "start", "end", "segment", "start_frame", "end_frame", "video_id"]
-
-
-def load_index_encoder(
-    snap: IndexSnapshot,
-    device: str = "auto",
-    pretrained: str | None = None,
-    precision: str = DEFAULT_PRECISION,
-) -> Encoder:
-    """Load the encoder an index was built with, and refuse any other.
-
-    ``precision`` changes only how images are encoded (``--image`` queries); text is always encoded
-    in full precision on CPU, so the same index answers text queries identically whatever the
-    precision it was built with. ``auto`` here is plain fp32 on a CPU (fp16 on CUDA): a query
-    encodes one image, too few for ``auto``'s int8 check to pay off.
-    """
-    from vadindex.encoder import load_encoder, resolve_device, resolve_precision
-
-    m = snap.manifest
-    source = pretrained or m.pretrained_path or m.pretrained
-    if source.startswith("file:"):
-        raise ModelError(
-            f"{snap.path}: built from checkpoint {source[5:]} which is no longer at its recorded path; "
-            "pass it with --pretrained PATH"
-        )
-    if m.pretrained_path and not pretrained and not Path(m.pretrained_path).is_file():
-        raise ModelError(
-            f"{snap.path}: checkpoint {m.pretrained_path} is gone; pass the same weights with --pretrained PATH"
-        )
-    device = resolve_device(device)
-    encoder = load_encoder(m.model, source, device, resolve_precision(precision, device))
-    check_encoder(snap, encoder)
-    return encoder
-
-
-def check_encoder(snap: IndexSnapshot, encoder: Encoder) -> None:
-    """Refuse an encoder that is not the one the index was built with."""
-    m = snap.manifest
-    if not encoder.identity.same_as(m.identity) or encoder.dim != m.dim:
-        raise ModelError(
-            f"{snap.path}: index was built with {m.identity.describe()}, not {encoder.identity.describe()}; "
-            "query it with the same model"
-        )
-
-
-def encode_query_image(encoder: Encoder, image: str | os.PathLike[str]) -> np.ndarray:
-    """Embed an example image, resized and centre-cropped like the indexed frames."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(image).expanduser()
-    try:
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such image") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"{path}: not a readable image ({exc})") from None
-    size = encoder.image_size
-    scale = size / min(rgb.size)
-    w, h = max(size, round(rgb.width * scale)), max(size, round(rgb.height * scale))
-    rgb = rgb.resize((w, h), Image.Resampling.BICUBIC)
-    left, top = (w - size) // 2, (h - size) // 2
-    pixels = np.asarray(rgb.crop((left, top, left + size, top + size)))[None]
-    return encoder.encode_images(pixels)[0]
 
 
 def search_vector(
@@ -93,7 +30,7 @@ def search_vector(
     """The ``k`` segments most similar to a unit query vector, best first.
 
     On an exact (``flat``) index the FAISS scan is exact. On an approximate one (``ivf``, ``hnsw``)
-    FAISS proposes :data:`vadindex.ann.RERANK_FACTOR` times ``k`` candidates, which are re-scored
+    FAISS proposes :data:`vadindex.index.faiss_index.RERANK_FACTOR` times ``k`` candidates, which are re-scored
     from the stored float16 vectors, so the scores shown are always exact cosine similarities. A
     ``video`` filter, or ``exact=True``, scans the stored vectors directly instead. Rows a build
     has committed since it last wrote the FAISS file are scanned exactly and merged in.
@@ -129,16 +66,14 @@ def search_vector(
     elif snap.manifest.n_segments == 0:
         return pd.DataFrame(columns=RESULT_COLUMNS)
     else:
-        from vadindex import ann
-
         index = lookup.index()
-        if exact and not ann.is_exact(index):
+        if exact and not faiss_index.is_exact(index):
             ids, scores = _scan_top_k(snap, q[0], k)
         else:
-            scores, ids = ann.search(index, q, k)
+            scores, ids = faiss_index.search(index, q, k)
             keep = ids[0] >= 0
             ids, scores = ids[0][keep], scores[0][keep]
-            if not ann.is_exact(index) and len(ids):
+            if not faiss_index.is_exact(index) and len(ids):
                 exact_scores = lookup.vectors(ids) @ q[0]
                 top = np.argsort(-exact_scores, kind="stable")[:k]
                 ids, scores = ids[top], exact_scores[top]
@@ -174,18 +109,14 @@ class _Lookup:
 
     def index(self) -> Any:
         """The snapshot's FAISS index (memory-mapped), or its in-memory copy from the second search."""
-        from vadindex import ann
-
         if self._index is not None:
             return self._index
         index = self.snap.faiss_index()
-        if self.searches < 2 or ann.is_exact(index):
+        if self.searches < 2 or faiss_index.is_exact(index):
             return index
-        import faiss
-
         try:
-            self._index = faiss.read_index(str(self.snap.path / self.snap.manifest.faiss_file))
-        except RuntimeError:  # a writer has since removed this generation's file: keep the mapping
+            self._index = faiss_index.read(self.snap.path / self.snap.manifest.faiss_file)
+        except StoreError:  # a writer has since removed this generation's file: keep the mapping
             self._index = index
         return self._index
 
@@ -230,8 +161,6 @@ def _scan_top_k(snap: IndexSnapshot, q: np.ndarray, k: int, start: int = 0) -> t
     faster than numpy's float16-to-float32 conversion followed by a product (710 ms against 1,268 ms
     for a million rows, BENCHMARKS.md).
     """
-    import faiss
-
     best_ids: list[np.ndarray] = []
     best_scores: list[np.ndarray] = []
     query = np.ascontiguousarray(q, dtype=np.float32).reshape(1, -1)

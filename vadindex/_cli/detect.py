@@ -1,0 +1,133 @@
+"""``vadindex detect`` and ``vadindex tune``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from vadindex import config as C
+from vadindex._cli import render
+from vadindex._cli.common import (
+    annotations_options,
+    detect_options,
+    device_option,
+    format_option,
+    friendly_errors,
+    given,
+    index_option,
+    log,
+    moved_weights_option,
+    normal_prompts_option,
+    prompts_option,
+)
+from vadindex.detect.options import CONFIG_INPUTS, DetectOptions
+
+
+@click.command(name="detect")
+@index_option()
+@detect_options
+@click.option("--cache/--no-cache", "use_cache", default=True, show_default=True,
+              help="Reuse text embeddings and similarities cached in the index folder.")  # fmt: skip
+@click.option("--out", "out", type=click.Path(path_type=str), default=None,
+              help="Write segments.csv, videos.csv and detect.json here.")  # fmt: skip
+@device_option("the text encoder")
+@moved_weights_option
+@click.option(
+    "--segments", "json_segments", type=click.Choice(C.SEGMENT_LISTINGS), default="all", show_default=True,
+    help="Segments listed by --format json (videos and metrics are always there).",
+)  # fmt: skip
+@format_option(("table", "json"))
+@friendly_errors
+def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_cache: bool, out: str | None,
+               device: str, pretrained: str | None, json_segments: str, fmt: str, **options: Any) -> None:  # fmt: skip
+    """Flag anomalous segments and videos by comparing them with text prompts.
+
+    Segment score a = sum over anomaly classes of softmax(logit_scale * cosine) over all classes;
+    with --calibrate, a = the highest calibrated anomaly-class similarity (z-score or percentile
+    over the index). Rules: threshold (a >= --segment-threshold); topk (anomaly classes are a
+    majority of the --top-k classes most similar to the segment); balanced (threshold, and the best
+    anomaly class beats the best normal class); frame-vote (at least --frame-votes of the segment's
+    frames pass the threshold). --knn-k and --smooth then blend scores with similar segments and
+    with neighbouring segments. Text embeddings and similarities are cached in the index, so
+    re-running with other rules or thresholds loads no model.
+
+    \b
+    Examples:
+      vadindex detect --index indexes/cams --prompts "people fighting; a building on fire"
+      vadindex detect --index indexes/ucf --prompts ucf-crime --calibrate zscore --segment-threshold 2
+      vadindex detect --index indexes/ucf -p ucf-crime --annotations Temporal_Anomaly_Annotation.txt
+      vadindex detect --index indexes/ucf --config tuned.yaml --format json
+    """
+    from vadindex.detect.options import resolve_settings
+    from vadindex.detect.pipeline import detect
+    from vadindex.detect.result import write_outputs
+
+    inputs = {k: options.pop(k) for k in CONFIG_INPUTS}
+    opts, inputs = resolve_settings(config_file, {**given(DetectOptions, options), **inputs})
+    if not inputs["prompts"]:
+        raise click.UsageError("give --prompts (or a --config file that sets prompts)")
+    result = detect(
+        index, inputs["prompts"], normal_prompts=inputs["normal_prompts"], options=opts,
+        annotations=inputs["annotations"], annotation_format=annotation_format, device=device,
+        pretrained=pretrained, use_cache=use_cache,
+    )  # fmt: skip
+    if out:
+        written = write_outputs(result, out)
+        log.info("wrote %s", ", ".join(str(p) for p in written))
+    if fmt == "json":
+        result.write_json(sys.stdout, segments=json_segments)
+        return
+    render.detection(result)
+    if out:
+        click.echo(f"Wrote {out}/segments.csv, videos.csv, detect.json")
+
+
+@click.command(name="tune")
+@index_option("Index folder (labelled, or with --annotations).")
+@prompts_option(required=True)
+@normal_prompts_option
+@annotations_options("Temporal annotation file: frame-level AUC, and labels for unlabelled videos.")
+@click.option(
+    "--metric", type=click.Choice(C.TUNE_METRICS), default="f1", show_default=True,
+    help="Maximise video F1, or AUC (frame-level with --annotations, else video-level).",
+)  # fmt: skip
+@click.option("--folds", default=C.DEFAULT_TUNE_FOLDS, show_default=True, type=int,
+              help="Cross-validation folds, split by video.")  # fmt: skip
+@click.option(
+    "--grid", type=click.Path(path_type=str), default=None,
+    help="YAML file replacing entries of the search grid (rule, calibrate, smooth, knn_k, video_ratio...).",
+)  # fmt: skip
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fold shuffle.")
+@click.option("--out", "out", required=True, type=click.Path(path_type=str),
+              help="Write the best settings here (YAML for `detect --config`).")  # fmt: skip
+@device_option("the text encoder (prompts not cached yet)")
+@moved_weights_option
+@format_option(("text", "json"))
+@friendly_errors
+def tune_cmd(index: str, prompts: str, normal_prompts: str | None, annotations: str | None, annotation_format: str,
+             metric: str, folds: int, grid: str | None, seed: int, out: str, device: str, pretrained: str | None,
+             fmt: str) -> None:  # fmt: skip
+    """Grid-search rules, thresholds and aggregation; report the held-out score of k-fold CV by video.
+
+    For each fold the best settings on the training videos are scored on the held-out videos; the
+    settings written to --out are the best on all labelled videos. Similarities come from the
+    index's cache, so nothing is re-encoded.
+
+    \b
+    Examples:
+      vadindex tune --index indexes/ucf -p ucf-crime --annotations ann.txt --metric auc --out tuned.yaml
+      vadindex detect --index indexes/ucf --config tuned.yaml
+    """
+    from vadindex.detect.tune import tune, write_settings
+
+    result = tune(
+        index, prompts, normal_prompts=normal_prompts, annotations=annotations, annotation_format=annotation_format,
+        metric=metric, folds=folds, grid=grid, seed=seed, device=device, pretrained=pretrained,
+    )  # fmt: skip
+    target = write_settings(result, out, prompts, normal_prompts, annotations)
+    if fmt == "json":
+        render.echo_json({"best": result.best, **result.to_dict()})
+        return
+    render.tuning(result, metric, target, index)

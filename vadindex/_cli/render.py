@@ -1,0 +1,135 @@
+"""How results look on a terminal: tables, summaries and reports (commands only choose which)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+
+def echo_json(data: Any) -> None:
+    """Print ``data`` as indented JSON."""
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def table(frame: Any, fmt: str, floats: str = "{:.4f}") -> None:
+    """A pandas table as ``table`` (aligned text), ``csv`` or ``json`` (an array of row objects)."""
+    if fmt == "json":
+        click.echo(json.dumps(json.loads(frame.to_json(orient="records", double_precision=6)), indent=2))
+    elif fmt == "csv":
+        click.echo(frame.to_csv(index=False), nl=False)
+    elif frame.empty:
+        click.echo("(no results)")
+    else:
+        click.echo(frame.to_string(index=False, float_format=floats.format))
+
+
+def build_summary(s: Any) -> None:
+    """One line for a :class:`~vadindex.ingest.build.BuildSummary`, then its failures on stderr."""
+    click.echo(
+        f"Indexed {s.videos_added} videos ({s.segments_added} segments, {s.frames_encoded} frames) in "
+        f"{s.seconds:.1f} s, {s.frames_per_second:.1f} frames/s; {s.videos_skipped} already indexed, "
+        f"{len(s.failures)} failed. Index {s.index}: {s.total_videos} videos, {s.total_segments} segments "
+        f"[{s.model}, {s.precision or '?'}]."
+    )
+    for path, reason in s.failures:
+        click.echo(f"  failed: {path}: {reason}", err=True)
+
+
+def detection(result: Any) -> None:
+    """The video table of a :class:`~vadindex.detect.result.DetectResult`, counts and metrics."""
+    videos = result.videos.drop(columns=["video_id"])
+    table(videos, "table", "{:.3f}")
+    n_anom = int(result.videos["anomalous"].sum())
+    click.echo(f"\n{n_anom} of {len(videos)} videos anomalous; {result.n_anomalous_segments} of "
+               f"{result.n_segments} segments.")  # fmt: skip
+    if not result.metrics:
+        return
+    m = result.metrics
+    (tn, fp), (fn, tp) = m["confusion_matrix"]
+    click.echo(f"Video-level: precision {m['precision']:.3f}  recall {m['recall']:.3f}  F1 {m['f1']:.3f}  "
+               f"[tn {tn} fp {fp} fn {fn} tp {tp}]")  # fmt: skip
+    if "frame_auc" in m:
+        missing = m["annotations_missing"]
+        click.echo(f"Frame-level: AUC {_maybe(m['frame_auc'])}  AP {_maybe(m['frame_ap'])}  over {m['frames']} "
+                   f"frames of {m['annotated_videos']} annotated videos"
+                   + (f"; {missing} annotated videos not in the index" if missing else ""))  # fmt: skip
+
+
+def _maybe(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def tuning(result: Any, metric: str, target: Any, index: str) -> None:
+    """The held-out score of ``vadindex tune`` and the settings it wrote."""
+    vals = ", ".join("n/a" if v is None or v != v else f"{v:.3f}" for v in result.held_out)
+    click.echo(f"Held-out {metric}: {result.held_out_mean:.4f} (folds: {vals}); in-sample {result.in_sample:.4f} "
+               f"over {result.candidates} candidates.")  # fmt: skip
+    click.echo("Best: " + "  ".join(f"{k}={v}" for k, v in result.best.items() if v is not None))
+    click.echo(f"Wrote {target}; use it with: vadindex detect --index {index} --config {target}")
+
+
+def index_info(info: dict[str, Any]) -> None:
+    """``vadindex info`` as aligned lines."""
+    sampling = info["sampling"]
+    click.echo(f"index      {info['path']}")
+    click.echo(
+        f"format     {info['format_version']} (generation {info['generation']}, vadindex {info['vadindex_version']})"
+    )
+    click.echo(
+        f"model      {info['model']} ({info['pretrained']})  dim {info['dim']}  logit_scale {info['logit_scale']:.2f}"
+    )
+    click.echo(f"sampling   {sampling['fps']:g} fps, {sampling['segment_seconds']:g} s segments")
+    click.echo(f"contents   {info['n_videos']} videos, {info['n_segments']} segments, {info['n_frames']} frames "
+               f"in {info['parts']} parts")  # fmt: skip
+    if "search" in info:
+        click.echo(f"search     --index-type {info['index_type']}: {info['search']}")
+        if info["faiss_covered"] < info["n_segments"]:
+            click.echo(f"           FAISS file covers {info['faiss_covered']} of {info['n_segments']} segments; the "
+                       "rest are searched exactly until the build ends")  # fmt: skip
+    if info["precision"]:
+        click.echo(f"precision  image encoder {', '.join(info['precision'])}")
+    if info["files"]:
+        click.echo(
+            f"files      {info['files']}, {info['bytes'] / 1e6:.1f} MB, SHA-256 recorded (`vadindex check`)"
+        )
+    if info["failures_last_build"]:
+        click.echo(f"failures   {info['failures_last_build']} videos the last build could not index "
+                   f"({info['path']}/failures.csv)")  # fmt: skip
+    click.echo(f"created    {info['created']}")
+    click.echo(f"updated    {info['updated']}")
+
+
+def check_report(report: Any, quick: bool) -> None:
+    """``vadindex check``: OK or DAMAGED, then each problem and note on stderr."""
+    c = report.counts
+    if report.ok:
+        how = "sizes" if quick else "SHA-256"
+        click.echo(f"OK {report.index}: generation {c.get('generation')}, {c.get('videos')} videos, "
+                   f"{c.get('segments')} segments, {c.get('frames')} frames; files checked by {how}.")  # fmt: skip
+    else:
+        click.echo(f"DAMAGED {report.index}: {len(report.problems)} problems", err=True)
+    for problem in report.problems:
+        click.echo(f"  problem: {problem}", err=True)
+    for note in report.notes:
+        click.echo(f"  note: {note}", err=True)
+
+
+def demo(result: Any) -> None:
+    """What ``vadindex demo`` generated, found and measured."""
+    m = result.metrics
+    click.echo(f"Generated {m['videos']} videos (seed {m['seed']}) -> {result.out / 'scenes'}")
+    click.echo(f"Indexed {m['segments']} segments with vadindex-tiny -> {result.out / 'index'}\n")
+    for q in result.queries:
+        top = q["top"][0] if q["top"] else None
+        best = f"{top['video']} {top['start']:.0f}-{top['end']:.0f}s" if top else "-"
+        click.echo(f"  query {q['query']!r:42} P@5 {q['precision_at_5']:.2f}   top: {best}")
+    click.echo("")
+    click.echo(f"Video-level    F1 {m['video_f1']:.3f}  (precision {m['video_precision']:.3f}, "
+               f"recall {m['video_recall']:.3f})")  # fmt: skip
+    click.echo(f"Segment-level  F1 {m['segment_f1']:.3f}  (precision {m['segment_precision']:.3f}, "
+               f"recall {m['segment_recall']:.3f})")  # fmt: skip
+    click.echo(f"Search         precision@5 {m['precision_at_5']:.3f}")
+    click.echo(f"\nDetections: {result.out / 'detect'}/videos.csv, segments.csv  "
+               f"(took {sum(result.timings.values()):.0f} s)")  # fmt: skip

@@ -1,0 +1,54 @@
+"""``vadindex query``."""
+
+from __future__ import annotations
+
+import click
+
+from vadindex import config as C
+from vadindex._cli import render
+from vadindex._cli.common import (
+    device_option,
+    format_option,
+    friendly_errors,
+    index_option,
+    moved_weights_option,
+)
+
+
+@click.command()
+@click.argument("text", required=False)
+@index_option()
+@click.option(
+    "-k", "k", default=C.DEFAULT_TOP_K_RESULTS, show_default=True, type=int, help="Number of results."
+)
+@click.option(
+    "--video", default=None, help="Only videos whose name or path matches this glob, e.g. 'fight/*'."
+)
+@click.option("--image", type=click.Path(path_type=str), default=None,
+              help="Query by example image instead of text.")  # fmt: skip
+@device_option("the text/image encoder")
+@moved_weights_option
+@click.option(
+    "--exact", is_flag=True, help="Scan every segment even when the index is approximate (ivf, hnsw)."
+)
+@click.option(
+    "--precision", type=click.Choice(C.PRECISIONS), default=C.DEFAULT_PRECISION, show_default=True,
+    help="Image-encoder arithmetic for --image (text is always encoded in full precision).",
+)  # fmt: skip
+@format_option()
+@friendly_errors
+def query(text: str | None, index: str, k: int, video: str | None, image: str | None, device: str,
+          pretrained: str | None, exact: bool, precision: str, fmt: str) -> None:  # fmt: skip
+    """Search segments by text (or by an example image), best first.
+
+    \b
+    Examples:
+      vadindex query "a person lying on the ground" --index indexes/cams
+      vadindex query "a red car" --index indexes/cams -k 20 --video 'lot-*' --format json
+      vadindex query --image suspect.jpg --index indexes/cams
+    """
+    from vadindex.search.query import query_index
+
+    results = query_index(index, text, image=image, k=k, video=video, device=device, pretrained=pretrained,
+                          precision=precision, exact=exact)  # fmt: skip
+    render.table(results.drop(columns=["video_id"]) if fmt == "table" else results, fmt)

@@ -1,0 +1,46 @@
+"""What an index holds, for ``vadindex info`` (and any page that shows an index)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from vadindex.index.manifest import FAILURES
+from vadindex.index.reader import IndexSnapshot, open_index
+
+
+def index_info(index: str | os.PathLike[str] | IndexSnapshot) -> dict[str, Any]:
+    """The manifest of the latest commit, with counts the manifest does not hold directly.
+
+    Returns:
+        The manifest's fields, with ``parts`` and ``files`` as counts, and ``failures_last_build``,
+        ``faiss_covered`` (segments the FAISS file holds), ``precision`` (the image encoder's
+        arithmetic over all parts), ``bytes`` (the size of the committed files), ``search`` (the
+        FAISS index type as built) and ``path``.
+    """
+    snap = index if isinstance(index, IndexSnapshot) else open_index(index)
+    m = snap.manifest
+    data = asdict(m)
+    data["parts"] = len(m.parts)
+    data["files"] = len(m.files)
+    data["failures_last_build"] = count_failures(snap.path)
+    data["faiss_covered"] = m.faiss_covered
+    data["precision"] = sorted({x for p in m.parts for x in p.precision.split(",") if x})
+    data["bytes"] = sum(int(r.get("bytes", 0)) for r in m.files.values())
+    data["path"] = str(snap.path)
+    if m.faiss_file:
+        from vadindex.index import faiss_index  # imports faiss
+
+        data["search"] = faiss_index.describe(snap.faiss_index())
+    return data
+
+
+def count_failures(index: str | os.PathLike[str]) -> int:
+    """Rows of the index's ``failures.csv`` (0 when absent or unreadable)."""
+    try:
+        with open(Path(index) / FAILURES, encoding="utf-8") as fh:
+            return max(sum(1 for _ in fh) - 1, 0)
+    except OSError:
+        return 0

@@ -1,0 +1,214 @@
+"""One video through the pipeline: decode and sample (in a thread), encode, cut into segments.
+
+:func:`ingest_video` is the independent unit of ingestion work: every engine (the local loop, a
+Ray actor) runs it, and the index writer commits what it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vadindex.config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_STALL_TIMEOUT,
+    DEFAULT_VIDEO_TIMEOUT,
+    SamplingSettings,
+)
+from vadindex.errors import VideoError
+from vadindex.index.writer import PendingVideo
+from vadindex.ingest.decode import SampledVideo
+from vadindex.ingest.segment import build_segments
+from vadindex.ingest.sources import VideoSource, fingerprint
+from vadindex.models.identity import Encoder
+
+
+def _prefetch(
+    source: Iterator[np.ndarray],
+    depth: int,
+    stall_timeout: float,
+    path: Path,
+    video_timeout: float | None = None,
+) -> Iterator[np.ndarray]:
+    """Run ``source`` in a thread so decoding overlaps encoding; give up on a stalled or slow decoder.
+
+    A decoder stuck inside FFmpeg cannot be interrupted from Python: its thread is left behind (a
+    daemon, so it never blocks exit) and the build moves on to the next file. A decoder that is
+    merely slow stops at its next batch.
+    """
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    deadline = None if video_timeout is None else time.monotonic() + video_timeout
+
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in source:
+                if not put("item", item):
+                    return
+            put("done", None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put("error", exc)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()  # closes the container now, not when the generator is collected
+
+    thread = threading.Thread(target=work, name=f"decode:{path.name}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            wait = stall_timeout
+            if deadline is not None:
+                wait = min(wait, max(deadline - time.monotonic(), 0.0))
+            try:
+                kind, value = q.get(timeout=wait)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise VideoError(
+                        str(path), f"took longer than --video-timeout {video_timeout:g} s; abandoned"
+                    ) from None
+                raise VideoError(str(path), f"decoder stalled for {stall_timeout:g} s; abandoned") from None
+            if kind == "item":
+                yield value
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise VideoError(
+                        str(path), f"took longer than --video-timeout {video_timeout:g} s; abandoned"
+                    )
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+
+
+class _Rows:
+    """A float32 matrix grown by doubling: one long-lived allocation, not one per batch.
+
+    Thousands of small blocks kept alive between large transient batches fragment the C heap,
+    and an hours-long video then costs several times its embeddings in resident memory.
+    """
+
+    def __init__(self, dim: int) -> None:
+        self._data = np.zeros((0, dim), np.float32)
+        self._n = 0
+
+    def append(self, block: np.ndarray) -> None:
+        end = self._n + len(block)
+        if end > len(self._data):
+            grown = np.empty((max(end, 2 * len(self._data), 256), self._data.shape[1]), np.float32)
+            grown[: self._n] = self._data[: self._n]
+            self._data = grown
+        self._data[self._n : end] = block
+        self._n = end
+
+    def array(self) -> np.ndarray:
+        return self._data[: self._n]
+
+
+def ingest_video(
+    source: VideoSource,
+    encoder: Encoder,
+    settings: SamplingSettings,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    video_id: str | None = None,
+    video_timeout: float | None = DEFAULT_VIDEO_TIMEOUT,
+) -> PendingVideo:
+    """Decode, sample, encode and segment one video: the independent unit of ingestion work.
+
+    Args:
+        source: the video.
+        encoder: the image encoder.
+        settings: sampling settings.
+        batch_size: frames per encoder batch.
+        stall_timeout: seconds without a decoded batch before the file is abandoned.
+        video_id: the content fingerprint, if already computed.
+        video_timeout: seconds the whole video may take (decoding and encoding); ``None`` for no limit.
+
+    Returns:
+        The video's metadata, segment rows, segment vectors and frame vectors, ready to commit.
+
+    Raises:
+        VideoError: the video cannot be decoded or is shorter than one segment.
+    """
+    path = source.path
+    sampled = SampledVideo(path, settings.fps, encoder.image_size, batch_size)
+    batches = _prefetch(sampled.batches(), 2, stall_timeout, path, video_timeout)
+    rows = _Rows(encoder.dim)
+    precision_before = encoder_precision(encoder)
+    for batch in batches:
+        rows.append(encoder.encode_images(batch))
+    info = sampled.info
+    assert info is not None
+    frame_vectors = rows.array()
+    segments = build_segments(sampled.frame_times, len(frame_vectors), info.duration, settings)
+    if not segments:
+        raise VideoError(
+            str(path),
+            f"{info.duration:.2f} s long, shorter than one segment ({settings.segment_seconds:g} s)",
+        )
+    frame_vectors = frame_vectors[: segments[-1].sample_end]
+    seg_vectors = np.stack([frame_vectors[s.sample_start : s.sample_end].mean(axis=0) for s in segments])
+    seg_vectors /= np.maximum(np.linalg.norm(seg_vectors, axis=1, keepdims=True), 1e-12)
+    vid = video_id or fingerprint(path)
+    rows = pd.DataFrame(
+        {
+            "video_id": vid,
+            "video": source.video,
+            "segment": np.array([s.index for s in segments], dtype=np.int32),
+            "start": [s.start for s in segments],
+            "end": [s.end for s in segments],
+            "start_frame": np.array([s.start_frame for s in segments], dtype=np.int64),
+            "end_frame": np.array([s.end_frame for s in segments], dtype=np.int64),
+            "frame_row": np.array([s.sample_start for s in segments], dtype=np.int64),
+            "n_frames": np.array([s.sample_end - s.sample_start for s in segments], dtype=np.int32),
+            "label": pd.array([source.label] * len(segments), dtype="Int8"),
+            "class": pd.array([source.cls] * len(segments), dtype="string"),
+        }
+    )
+    video = {
+        "video_id": vid,
+        "video": source.video,
+        "path": str(path.absolute()),
+        "label": source.label,
+        "class": source.cls,
+        "duration": info.duration,
+        "n_frames": info.n_frames,
+        "width": info.width,
+        "height": info.height,
+        "codec": info.codec,
+        "n_segments": len(segments),
+        "warning": info.warning,
+    }
+    return PendingVideo(
+        video,
+        rows,
+        seg_vectors.astype(np.float32),
+        frame_vectors.astype(np.float16),
+        # both, when --precision auto moved to int8 during this video
+        precision=",".join(sorted({precision_before, encoder_precision(encoder)} - {""})),
+    )
+
+
+def encoder_precision(encoder: Encoder) -> str:
+    """The encoder's current arithmetic (``OpenClipEncoder.precision``); empty for encoders without one."""
+    return str(getattr(encoder, "precision", ""))
