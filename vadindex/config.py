@@ -46,6 +46,18 @@ DEFAULT_BACKEND = "torch"
 #: FAISS index type: ``auto`` searches exactly (float16 scan) below 200,000 segments and with an
 #: IVF index above; ``flat``, ``ivf`` or ``hnsw`` force one (see :mod:`vadindex.index.faiss_index`).
 DEFAULT_INDEX_TYPE = "auto"
+#: Change gate between decoding and encoding (see :mod:`vadindex.ingest.gate`): ``auto`` encodes a
+#: sampled frame only when it differs from the last encoded frame of its video, and gives the
+#: others that frame's embedding; ``off`` encodes every sampled frame.
+GATE_MODES = ("auto", "off")
+DEFAULT_GATE = "off"
+#: Grey levels (0-255) a pixel of the gate's small, blurred frame must change by, after global
+#: lighting is compensated, to count as changed; lower is more sensitive. 20 missed a person falling
+#: at night (low contrast) that moved vadindex-tiny's embedding to a cosine of 0.80; 12 catches it.
+DEFAULT_GATE_THRESHOLD = 12.0
+#: Seconds of video after which the gate encodes a frame whatever it sees, so a change it cannot
+#: see (colour only, very small) lives at most this long in the index.
+DEFAULT_GATE_MAX_GAP = 5.0
 #: Videos per commit during a build: a crash loses at most this many videos' work.
 DEFAULT_COMMIT_EVERY = 16
 #: A decoder that produces no batch for this many seconds is abandoned (a file that hangs FFmpeg).
@@ -146,3 +158,11 @@ class SamplingSettings:
             raise InputError(
                 f"--segment-seconds {self.segment_seconds} at --fps {self.fps} samples no frame per segment"
             )
+
+
+def check_gate(threshold: float, max_gap: float) -> None:
+    """Raise ``InputError`` for change-gate settings that mean nothing."""
+    if not 0 < threshold <= 255:
+        raise InputError(f"--gate-threshold must be in (0, 255] grey levels, got {threshold:g}")
+    if not max_gap > 0:
+        raise InputError(f"--gate-max-gap must be positive (seconds), got {max_gap:g}")

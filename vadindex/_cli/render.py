@@ -28,13 +28,21 @@ def table(frame: Any, fmt: str, floats: str = "{:.4f}") -> None:
 def build_summary(s: Any) -> None:
     """One line for a :class:`~vadindex.ingest.build.BuildSummary`, then its failures on stderr."""
     click.echo(
-        f"Indexed {s.videos_added} videos ({s.segments_added} segments, {s.frames_encoded} frames) in "
+        f"Indexed {s.videos_added} videos ({s.segments_added} segments, {_frames(s)}) in "
         f"{s.seconds:.1f} s, {s.frames_per_second:.1f} frames/s; {s.videos_skipped} already indexed, "
         f"{len(s.failures)} failed. Index {s.index}: {s.total_videos} videos, {s.total_segments} segments "
         f"[{s.model}, {s.precision or '?'}]."
     )
     for path, reason in s.failures:
         click.echo(f"  failed: {path}: {reason}", err=True)
+
+
+def _frames(s: Any) -> str:
+    """Frames of a build summary: ``N frames``, or how many the change gate let the encoder skip."""
+    if not s.frames_reused:
+        return f"{s.frames_sampled} frames"
+    share = s.frames_encoded / max(s.frames_sampled, 1)
+    return f"{s.frames_sampled} frames: {s.frames_encoded} encoded ({share:.0%}), {s.frames_reused} reused"
 
 
 def detection(result: Any) -> None:
@@ -90,6 +98,12 @@ def index_info(info: dict[str, Any]) -> None:
                        "rest are searched exactly until the build ends")  # fmt: skip
     if info["precision"]:
         click.echo(f"precision  image encoder {', '.join(info['precision'])}")
+    if info["frames_reused"]:
+        share = info["frames_encoded"] / max(info["n_frames"], 1)
+        click.echo(f"gate       {info['frames_encoded']} frames encoded ({share:.0%}), {info['frames_reused']} reused "
+                   f"by the change gate ({'; '.join(info['gate'])})")  # fmt: skip
+    elif info["gate"]:
+        click.echo(f"gate       every frame encoded ({'; '.join(info['gate'])})")
     if info["files"]:
         click.echo(
             f"files      {info['files']}, {info['bytes'] / 1e6:.1f} MB, SHA-256 recorded (`vadindex check`)"

@@ -1567,6 +1567,290 @@ def write_mp4(path: Path, frames: Iterator[np.ndarray], fps: int, crf: int = 23)
 
 
 # --------------------------------------------------------------------------------------------------
+# Long feeds: a fixed camera that sees an empty scene most of the time (what cameras record at night)
+# --------------------------------------------------------------------------------------------------
+
+#: Event classes a long feed's one anomaly is drawn from (a stampede needs a crowd already there).
+FEED_EVENTS: tuple[str, ...] = ("Fighting", "Falling", "Fire", "CarCrash")
+FEED_SIZE = (640, 360)  # a camera's usual sub-stream
+FEED_MINUTES = 30.0
+#: Fraction of a feed's frames in which something is in view.
+FEED_ACTIVITY = 0.05
+#: Mixed into a feed's seed sequence so that feeds never share random streams with scene sets.
+_FEED_STREAM = 0xFEED
+
+
+def _on_screen(actor: _Person | _Car, layout: _Layout) -> None:
+    """Hide an actor wherever it is entirely outside the picture (walks end parked off-screen)."""
+    reach = actor.h * 0.5 if isinstance(actor, _Person) else actor.length * 0.6
+    top = actor.h * 1.1 if isinstance(actor, _Person) else actor.length * 0.5
+    inside = (actor.x + reach > 0) & (actor.x - reach < layout.width) & (actor.y - top < layout.height)
+    actor.vis &= inside & (actor.y > 0)
+
+
+def _feed_walkers(
+    people: list[_Person], layout: _Layout, rng: np.random.Generator, n: int, fps: int, f0: int, count: int
+) -> None:
+    """``count`` people crossing the view together from frame ``f0`` (a corridor: along it)."""
+    along = layout.kind == "corridor" and rng.random() < 0.6
+    side = int(rng.choice([-1, 1]))
+    y = float(rng.uniform(layout.ground_top, layout.height - 2.0))
+    speed = float(rng.uniform(22, 40))
+    towards = rng.random() < 0.5
+    for k in range(count):
+        p = _Person(n, rng)
+        if along:
+            near = (float(rng.uniform(0.3, 0.7) * layout.width), layout.height + 40.0)
+            far = _random_floor_point(layout, rng, (layout.ground_top, layout.ground_top + 10))
+            start, end = (far, near) if towards else (near, far)
+        else:
+            yk = float(np.clip(y + rng.normal(0, 6), layout.ground_top, layout.height - 2.0))
+            start = (_offscreen_x(layout, yk, side) + side * 12 * k, yk)
+            end = (
+                _offscreen_x(layout, yk, -side),
+                float(np.clip(yk + rng.normal(0, 12), layout.ground_top, layout.height - 2.0)),
+            )
+        _walk(
+            p, layout, f0, min(n, f0 + 120 * fps), start, end, speed, fps, phase0=float(rng.uniform(0, 6.28))
+        )
+        _on_screen(p, layout)
+        people.append(p)
+
+
+def _feed_chat(
+    people: list[_Person], layout: _Layout, rng: np.random.Generator, n: int, fps: int, f0: int
+) -> None:
+    """Two people walk in, stand talking for a while (small movements only), and walk off."""
+    gy = float(rng.uniform(*layout.event_box[2:]))
+    gx = float(rng.uniform(*layout.event_box[:2]))
+    h = layout.person_height(gy)
+    dist = h * rng.uniform(0.6, 0.9)
+    t_in, stay = float(rng.uniform(2.0, 4.0)), int(rng.uniform(15, 45) * fps)
+    for side in (-1, 1):
+        p = _Person(n, rng)
+        spot = (gx + side * dist / 2, gy)
+        start = (spot[0] + side * 32 * t_in * (h / layout.person_h0), gy)
+        f1 = f0 + int(t_in * fps)
+        _walk(p, layout, f0, f1, start, spot, 32.0 * 1.05, fps)
+        ph0 = float(rng.uniform(0, 6.28))
+        for f in range(f1, min(n, f1 + stay)):
+            p.x[f], p.y[f], p.h[f], p.vis[f], p.facing[f] = spot[0], gy, h, True, -side
+            p.arm[f] = ARM_TALK if side == 1 else ARM_IDLE
+            p.phase[f] = ph0 + 2.0 * (f - f1) / fps
+        end = (_offscreen_x(layout, gy, side), gy)
+        _walk(p, layout, f1 + stay, min(n, f1 + stay + 60 * fps), spot, end, float(rng.uniform(28, 40)), fps)
+        _on_screen(p, layout)
+        people.append(p)
+
+
+def _feed_car(cars: list[_Car], layout: _Layout, rng: np.random.Generator, n: int, fps: int, f0: int) -> None:
+    """A car driving through the view from frame ``f0``."""
+    lane_y, d = layout.lanes[int(rng.integers(len(layout.lanes)))]
+    c = _Car(n, rng)
+    length = 1.85 * layout.person_height(lane_y) * rng.uniform(0.9, 1.1)
+    speed = float(rng.uniform(50, 120)) / fps
+    x = -length if d > 0 else layout.width + length
+    for f in range(f0, n):
+        xx = x + d * speed * (f - f0)
+        if xx < -length - 2 or xx > layout.width + length + 2:
+            break
+        c.x[f], c.y[f], c.length[f], c.facing[f], c.vis[f] = xx, lane_y, length, d, True
+    cars.append(c)
+
+
+def _plan_feed(
+    seed: int,
+    index: int,
+    cls: str,
+    name: str,
+    fps: int,
+    size: tuple[int, int],
+    seconds: float,
+    activity: float,
+) -> tuple[_Plan, float]:
+    """A long fixed-camera feed: an empty scene with short episodes of activity (people crossing,
+    a car, two people talking) covering about ``activity`` of its frames, one anomalous event of
+    class ``cls`` (none for ``NORMAL_CLASS``), camera noise, and a slow lighting drift.
+
+    Returns:
+        The plan, and the fraction of frames in which something is in view.
+    """
+    rng = np.random.default_rng([seed, index, _FEED_STREAM])
+    w, h = size
+    scene = _choose_scene(rng, cls)
+    background, layout = _BUILDERS[scene](rng, w, h)
+    n = int(round(seconds * fps))
+    people: list[_Person] = []
+    cars: list[_Car] = []
+    ground: list[_Ground] = []
+    others: list = []
+    spans: list[tuple[int, int]] = []
+    busy = np.zeros(n, bool)
+
+    def occupy(actors: list) -> int:
+        """Mark the frames in which ``actors`` are visible; the last such frame + 1."""
+        last = 0
+        for a in actors:
+            if a.vis.any():
+                busy[a.vis] = True
+                last = max(last, int(np.flatnonzero(a.vis)[-1]) + 1)
+        return last
+
+    if cls != NORMAL_CLASS:
+        if cls not in FEED_EVENTS:
+            raise ValueError(f"a feed's event is one of {FEED_EVENTS}, got {cls!r}")
+        s0 = int(rng.uniform(0.3, 0.7) * n)
+        span = (s0, min(n, s0 + int(round(rng.uniform(3.5, 6.0) * fps))))
+        spans.append(span)
+        before = len(people), len(cars)
+        if cls == "Fire":
+            anchor = (float(rng.uniform(*layout.event_box[:2])), float(rng.uniform(*layout.event_box[2:])))
+            others.append(_Fire(rng, layout, span, fps, anchor))
+            busy[span[0] : span[1]] = True
+        elif cls == "Fighting":
+            _plan_fight(rng, layout, span, n, fps, people)
+        elif cls == "Falling":
+            _plan_fall(rng, layout, span, n, fps, people)
+        else:
+            _plan_crash(rng, layout, span, n, fps, cars, ground)
+            busy[span[0] : span[1]] = True
+        for a in people[before[0] :] + cars[before[1] :]:
+            _on_screen(a, layout)
+        occupy(people[before[0] :] + cars[before[1] :])
+
+    kinds = ["walker", "pair", "chat"] + (["car", "car"] if layout.lanes else [])
+    target = activity * n
+    mean_gap = 12.0 * fps * (1 - activity) / max(activity, 1e-3)  # episodes last ~12 s on average
+    f = int(rng.uniform(0.1, 1.0) * mean_gap)
+    while f < n and busy.sum() < target:
+        kind = kinds[int(rng.integers(len(kinds)))]
+        before = len(people), len(cars)
+        if kind == "car":
+            _feed_car(cars, layout, rng, n, fps, f)
+        elif kind == "chat":
+            _feed_chat(people, layout, rng, n, fps, f)
+        else:
+            _feed_walkers(people, layout, rng, n, fps, f, 1 if kind == "walker" else 2)
+        end = occupy(people[before[0] :] + cars[before[1] :])
+        f = max(f, end) + fps + int(rng.exponential(mean_gap))
+
+    night = rng.random() < 0.5
+    base = rng.uniform(0.45, 0.6) if night else rng.uniform(0.7, 1.1)
+    tint = rng.uniform(0.9, 1.1, size=3) * (np.array([0.85, 0.95, 1.15]) if night else 1.0)
+    sigma = float(rng.uniform(1.5, 7.0))
+    noise = np.round(rng.normal(0, sigma, size=(4, h, w, 3)))
+    # A slow drift (clouds, dusk, auto-exposure) and a little frame-to-frame flicker: 0.2 % of the
+    # gain, ~0.25 grey levels, as measured between frames of the real static clips (0.04-0.3); the
+    # scene sets' 1.2 % is an augmentation for training, not what a fixed camera does.
+    drift = 1.0 + rng.uniform(0.04, 0.1) * np.sin(2 * np.pi * np.arange(n) / max(n, 1) * rng.uniform(0.5, 2.0)
+                                                   + rng.uniform(0, 2 * np.pi))  # fmt: skip
+    flicker = (drift * (1.0 + rng.normal(0, 0.002, size=n))).astype(np.float32)
+    info = VideoInfo(
+        name=name,
+        path=f"{VIDEOS_DIRNAME}/{name}",
+        label="normal" if cls == NORMAL_CLASS else "anomaly",
+        cls=cls,
+        scene=scene,
+        n_frames=n,
+        fps=fps,
+        width=w,
+        height=h,
+        spans=tuple(spans),
+        seed=seed,
+        index=index,
+    )
+    plan = _Plan(
+        info=info,
+        background=background,
+        layout=layout,
+        actors=[a for a in [*ground, *people, *cars, *others] if not hasattr(a, "vis") or a.vis.any()],
+        emissive=[o for o in others if isinstance(o, _Fire)],
+        gain=(base * tint).astype(np.float32),
+        offset=float(rng.uniform(-8, 8)),
+        noise_pos=np.clip(noise, 0, 255).astype(np.uint8),
+        noise_neg=np.clip(-noise, 0, 255).astype(np.uint8),
+        noise_idx=rng.integers(0, 4, size=n),
+        flicker=flicker,
+        blur=bool(rng.random() < 0.5),
+        timestamp=True,
+        ts_color=(235, 235, 235),
+    )
+    return plan, float(busy.mean())
+
+
+def _build_feed_job(args: tuple) -> tuple[VideoInfo, float]:
+    root, seed, index, cls, name, fps, size, seconds, activity = args
+    plan, active = _plan_feed(seed, index, cls, name, fps, size, seconds, activity)
+    count = write_mp4(root / plan.info.path, render_frames(plan), fps)
+    assert count == plan.info.n_frames
+    return plan.info, active
+
+
+def generate_feeds(
+    out_dir: str | Path,
+    seed: int = DEMO_SEED,
+    n_feeds: int = 2,
+    *,
+    minutes: float = FEED_MINUTES,
+    activity: float = FEED_ACTIVITY,
+    anomalous: bool = True,
+    fps: int = DEFAULT_FPS,
+    size: tuple[int, int] = FEED_SIZE,
+    workers: int = 1,
+) -> SceneSet:
+    """Generate long fixed-camera feeds that are mostly idle: ``manifest.csv``, ``annotations.txt``
+    and ``scenes.json`` (which also gives each feed's measured ``activity``), like a scene set.
+
+    Each feed shows one scene for ``minutes``; about ``activity`` of its frames have something in
+    view (people crossing, a car, two people talking), the rest is the empty scene under camera
+    noise, flicker and a slow lighting drift. With ``anomalous``, each feed also holds one short
+    event of a class from :data:`FEED_EVENTS` (annotated); the output is a deterministic function of
+    the arguments.
+
+    Args:
+        out_dir: Output folder.
+        seed: Seed; feeds draw from random streams of their own, apart from scene sets of the same seed.
+        n_feeds: Number of feeds.
+        minutes: Length of each feed.
+        activity: Fraction of each feed's frames with something in view (0..1).
+        anomalous: Give each feed one anomalous event.
+        fps: Frame rate.
+        size: (width, height), both even.
+        workers: Processes used to render feeds.
+
+    Returns:
+        The feeds as a scene set.
+    """
+    if size[0] % 2 or size[1] % 2:
+        raise ValueError(f"width and height must be even for yuv420p, got {size}")
+    if not 0 <= activity < 1 or not minutes > 0:
+        raise ValueError(f"activity must be in [0, 1) and minutes positive, got {activity}, {minutes}")
+    root = Path(out_dir)
+    (root / VIDEOS_DIRNAME).mkdir(parents=True, exist_ok=True)
+    off = int(np.random.default_rng([seed, _FEED_STREAM]).integers(len(FEED_EVENTS)))
+    jobs = []
+    for i in range(n_feeds):
+        cls = FEED_EVENTS[(i + off) % len(FEED_EVENTS)] if anomalous else NORMAL_CLASS
+        jobs.append((root, seed, i, cls, f"feed_{i:02d}_{cls}.mp4", fps, tuple(size), minutes * 60, activity))
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(workers) as ex:
+            done = list(ex.map(_build_feed_job, jobs))
+    else:
+        done = [_build_feed_job(j) for j in jobs]
+    scene_set = SceneSet(
+        root=root,
+        manifest_path=root / MANIFEST_NAME,
+        annotations_path=root / ANNOTATIONS_NAME,
+        scenes_json_path=root / SCENES_JSON_NAME,
+        seed=seed,
+        videos=tuple(info for info, _ in done),
+    )
+    _write_tables(scene_set, {info.name: {"activity": round(active, 4)} for info, active in done})
+    log.info("generated %d feeds of %g min (seed %d) in %s", len(done), minutes, seed, root)
+    return scene_set
+
+
+# --------------------------------------------------------------------------------------------------
 # Scene sets
 # --------------------------------------------------------------------------------------------------
 
@@ -1696,7 +1980,7 @@ def generate_scenes(
     return scene_set
 
 
-def _write_tables(s: SceneSet) -> None:
+def _write_tables(s: SceneSet, extra: dict[str, dict] | None = None) -> None:
     def atomic(path: Path, text: str) -> None:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text, encoding="utf-8")
@@ -1711,7 +1995,13 @@ def _write_tables(s: SceneSet) -> None:
         "seed": s.seed,
         "frame_spans": "0-based, start inclusive, end exclusive",
         "videos": [
-            {**asdict(v), "spans": [list(x) for x in v.spans], "duration_s": v.duration_s} for v in s.videos
+            {
+                **asdict(v),
+                "spans": [list(x) for x in v.spans],
+                "duration_s": v.duration_s,
+                **(extra or {}).get(v.name, {}),
+            }
+            for v in s.videos
         ],
     }
     atomic(s.scenes_json_path, json.dumps(meta, indent=1) + "\n")

@@ -11,6 +11,7 @@ Layout of an index folder::
     parts/<P>.segments.parquet    row i describes segment vector i of the part
     parts/<P>.vectors.npy         segment embeddings, float16, L2-normalised (source of truth)
     parts/<P>.frames.npy          frame embeddings, float16, L2-normalised
+    parts/<P>.encoded.npy         per frame: encoded (True) or reusing the embedding before it (change gate)
     failures.csv                  videos the last build could not index, with the reason
     .lock                         held (flock) by the one writer
     cache/                        derived data (vadindex.index.cache), safe to delete

@@ -25,6 +25,7 @@ from vadindex.index.manifest import (
     SEGMENT_COLUMNS,
     VIDEO_COLUMNS,
     IndexManifest,
+    Part,
     read_manifest,
 )
 
@@ -156,6 +157,12 @@ def _check_manifest(m: IndexManifest, found: _Findings) -> None:
     found.expect(
         frame_sum == m.n_frames, f"{where}: parts hold {frame_sum} frames, n_frames says {m.n_frames}"
     )
+    for p in m.parts:
+        if p.frames_encoded is not None:
+            found.expect(
+                0 <= p.frames_encoded <= p.frames,
+                f"{where}: part {p.name} has {p.frames_encoded} encoded frames of {p.frames}",
+            )
     names = [p.name for p in m.parts]
     found.expect(len(set(names)) == len(names), f"{where}: a part is listed twice")
     found.expect(len(m.parts) <= m.generation, f"{where}: {len(m.parts)} parts in generation {m.generation}")
@@ -174,6 +181,8 @@ def _expected_files(m: IndexManifest) -> list[str]:
             f"{PARTS}/{p.name}.vectors.npy",
             f"{PARTS}/{p.name}.frames.npy",
         ]
+        if p.frames_encoded is not None:  # parts written before the change gate have no record
+            files.append(f"{PARTS}/{p.name}.encoded.npy")
     return files
 
 
@@ -212,6 +221,7 @@ def _check_files(folder: Path, m: IndexManifest, found: _Findings, checksums: bo
 def _check_parts(folder: Path, m: IndexManifest, found: _Findings) -> pd.DataFrame | None:
     tables = []
     complete = True
+    frame0 = 0
     for p in m.parts:
         base = folder / PARTS / p.name
         table = found.guarded(
@@ -251,9 +261,53 @@ def _check_parts(folder: Path, m: IndexManifest, found: _Findings) -> pd.DataFra
                 continue
             bad = int((np.abs(norms - 1.0) > 0.01).sum())
             found.expect(bad == 0, f"{name}: {bad} vectors are not unit length")
+        if p.frames_encoded is not None:
+            _check_encoded(base, p, table, frame0, found)
+        frame0 += p.frames
     if not complete or not tables:
         return None if not complete else pd.DataFrame(columns=SEGMENT_COLUMNS)
     return pd.concat(tables, ignore_index=True)
+
+
+def _check_encoded(base: Path, p: Part, table: pd.DataFrame | None, frame0: int, found: _Findings) -> None:
+    """A part's record of encoded and reused frames (the change gate) against its frames.
+
+    The first frame of every video is encoded, and a reused frame holds exactly the embedding of
+    the frame before it (which is encoded, or reuses the same one).
+    """
+    name = f"{PARTS}/{p.name}.encoded.npy"
+    flags = found.guarded(name, lambda: np.load(f"{base}.encoded.npy", allow_pickle=False))
+    if flags is None:
+        return
+    if not found.expect(
+        flags.dtype == np.bool_ and flags.shape == (p.frames,),
+        f"{name}: {flags.dtype} {flags.shape}, expected bool ({p.frames},)",
+    ):
+        return
+    found.expect(
+        int(flags.sum()) == p.frames_encoded,
+        f"{name}: {int(flags.sum())} encoded frames, the manifest says {p.frames_encoded}",
+    )
+    if table is not None and {"segment", "frame_row"} <= set(table.columns):
+        first = table["frame_row"].to_numpy(np.int64)[table["segment"].to_numpy() == 0] - frame0
+        first = first[(first >= 0) & (first < p.frames)]
+        found.expect(bool(flags[first].all()), f"{name}: the first frame of a video is not marked encoded")
+    frames = found.guarded(
+        f"{PARTS}/{p.name}.frames.npy",
+        lambda: np.load(f"{base}.frames.npy", mmap_mode="r", allow_pickle=False),
+    )
+    if frames is None or frames.shape[0] != p.frames or not p.frames:
+        return
+    found.expect(bool(flags[0]), f"{name}: the part's first frame is not marked encoded")
+    differ = 0
+    for i in range(1, p.frames, CHUNK):
+        reused = ~flags[i : i + CHUNK]
+        if reused.any():
+            now, before = np.asarray(frames[i : i + CHUNK]), np.asarray(frames[i - 1 : i - 1 + CHUNK])
+            differ += int((now[reused] != before[: len(now)][reused]).any(axis=1).sum())
+    found.expect(
+        differ == 0, f"{name}: {differ} frames marked reused hold another embedding than the frame before"
+    )
 
 
 def _check_videos(folder: Path, m: IndexManifest, found: _Findings) -> pd.DataFrame | None:

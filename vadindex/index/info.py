@@ -17,7 +17,10 @@ def index_info(index: str | os.PathLike[str] | IndexSnapshot) -> dict[str, Any]:
     Returns:
         The manifest's fields, with ``parts`` and ``files`` as counts, and ``failures_last_build``,
         ``faiss_covered`` (segments the FAISS file holds), ``precision`` (the image encoder's
-        arithmetic over all parts), ``bytes`` (the size of the committed files), ``search`` (the
+        arithmetic over all parts), ``frames_encoded`` and ``frames_reused`` (sampled frames the image
+        encoder ran on, and those that reuse an earlier frame's embedding by the change gate;
+        frames of parts written before this was recorded count as encoded), ``gate`` (the gate
+        settings over all parts), ``bytes`` (the size of the committed files), ``search`` (the
         FAISS index type as built) and ``path``.
     """
     snap = index if isinstance(index, IndexSnapshot) else open_index(index)
@@ -28,6 +31,9 @@ def index_info(index: str | os.PathLike[str] | IndexSnapshot) -> dict[str, Any]:
     data["failures_last_build"] = count_failures(snap.path)
     data["faiss_covered"] = m.faiss_covered
     data["precision"] = sorted({x for p in m.parts for x in p.precision.split(",") if x})
+    data["frames_encoded"] = sum(p.frames if p.frames_encoded is None else p.frames_encoded for p in m.parts)
+    data["frames_reused"] = m.n_frames - data["frames_encoded"]
+    data["gate"] = sorted({x for p in m.parts for x in p.gate.split(",") if x})
     data["bytes"] = sum(int(r.get("bytes", 0)) for r in m.files.values())
     data["path"] = str(snap.path)
     if m.faiss_file:

@@ -29,7 +29,7 @@ CACHE = "cache"
 OWN_FILE = re.compile(
     r"^\.?(manifest\.json|failures\.csv|index\.g\d+\.faiss|videos\.g\d+\.parquet)(\.tmp-\d+)?$"
 )
-OWN_PART = re.compile(r"^\.?\d+\.(segments\.parquet|vectors\.npy|frames\.npy)(\.tmp-\d+)?$")
+OWN_PART = re.compile(r"^\.?\d+\.(segments\.parquet|vectors\.npy|frames\.npy|encoded\.npy)(\.tmp-\d+)?$")
 
 SEGMENT_COLUMNS = [
     "video_id", "video", "segment", "start", "end", "start_frame", "end_frame",
@@ -51,6 +51,13 @@ class Part:
     #: The image encoder's arithmetic for this part's videos (``fp32``, ``int8``, ``fp16``; several
     #: comma-separated if they differ); empty in parts written before it was recorded.
     precision: str = ""
+    #: Frames the image encoder ran on; the others reuse an earlier frame's embedding (the change
+    #: gate). ``parts/<name>.encoded.npy`` says which, one boolean per frame. ``None`` in parts
+    #: written before it was recorded (every frame encoded, no file).
+    frames_encoded: int | None = None
+    #: The change gate's settings for this part's videos (``off``, or ``auto/<version> threshold T
+    #: max-gap G``; several comma-separated if they differ); empty in parts written before it was recorded.
+    gate: str = ""
 
 
 @dataclass(frozen=True)

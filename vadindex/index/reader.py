@@ -250,6 +250,17 @@ class IndexSnapshot:
             return np.zeros((0, self.manifest.dim), dtype=np.float16)
         return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
+    def frames_encoded(self) -> np.ndarray:
+        """For every frame row, whether the encoder ran on it (``False``: it reuses the embedding of
+        the frame before it, by the change gate); ``True`` for parts written before this was recorded."""
+        blocks = [
+            np.ones(p.frames, bool)
+            if p.frames_encoded is None
+            else np.asarray(self._load_npy(self.path / PARTS / f"{p.name}.encoded.npy"), bool)
+            for p in self.manifest.parts
+        ]
+        return np.concatenate(blocks) if blocks else np.zeros(0, bool)
+
     def faiss_index(self) -> Any:
         """The FAISS index, memory-mapped read-only (importing faiss on first use)."""
         if self._faiss is None:

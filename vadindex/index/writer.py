@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,11 @@ class PendingVideo:
     #: The encoder's precision once the video was encoded (``--precision auto`` settles on int8 or
     #: fp32 during the first frames of a build).
     precision: str = ""
+    #: Per frame, whether it was encoded (``False``: it reuses the embedding of the frame before it,
+    #: by the change gate); ``None``: every frame was encoded.
+    encoded: np.ndarray | None = None
+    #: The change gate's settings (:meth:`vadindex.ingest.gate.GateSettings.describe`, or ``off``).
+    gate: str = ""
 
 
 @dataclass
@@ -249,7 +254,7 @@ class IndexWriter:
         vectors = np.zeros((0, self.dim), np.float32)  # a final commit may only complete the FAISS file
         if self._pending:
             part = f"{gen:06d}"
-            seg_frames, seg_vecs, frame_vecs, video_rows = [], [], [], []
+            seg_frames, seg_vecs, frame_vecs, encoded_flags, video_rows = [], [], [], [], []
             for item in self._pending:
                 segs = item.segments.copy()
                 segs["frame_row"] = segs["frame_row"] + frame0
@@ -259,19 +264,27 @@ class IndexWriter:
                 seg_frames.append(segs)
                 seg_vecs.append(item.segment_vectors)
                 frame_vecs.append(item.frame_vectors)
+                encoded_flags.append(
+                    np.ones(len(item.frame_vectors), bool)
+                    if item.encoded is None
+                    else np.asarray(item.encoded, bool)
+                )
                 video_rows.append(video)
-            precision = ",".join(
-                sorted({x for item in self._pending for x in item.precision.split(",") if x})
-            )
+            precision = _joined(item.precision for item in self._pending)
+            gate = _joined(item.gate for item in self._pending)
             segments = pd.concat(seg_frames, ignore_index=True)[SEGMENT_COLUMNS]
             vectors = np.concatenate(seg_vecs).astype(np.float32)
             frames = np.concatenate(frame_vecs).astype(np.float16)
+            encoded = np.concatenate(encoded_flags)
+            if len(encoded) != len(frames):
+                raise ValueError(f"{len(encoded)} encoded flags for {len(frames)} frames")  # a bug, not input
             written[f"{PARTS}/{part}.vectors.npy"] = lambda f: save_npy(f, vectors.astype(np.float16))
             written[f"{PARTS}/{part}.frames.npy"] = lambda f: save_npy(f, frames)
+            written[f"{PARTS}/{part}.encoded.npy"] = lambda f: save_npy(f, encoded)
             written[f"{PARTS}/{part}.segments.parquet"] = lambda f: save_parquet(f, segments)
             new_videos = pd.DataFrame(video_rows, columns=VIDEO_COLUMNS)
             videos = new_videos if videos.empty else pd.concat([videos, new_videos], ignore_index=True)
-            parts = (*parts, Part(part, len(segments), len(frames), precision))
+            parts = (*parts, Part(part, len(segments), len(frames), precision, int(encoded.sum()), gate))
         # Added in place, or rebuilt (auto crossing to IVF, a new --index-type) from the float16 parts.
         index = faiss_index.add(self._faiss, vectors, m.index_type, self._committed_vectors)
         videos_file = f"videos.g{gen:06d}.parquet"
@@ -331,6 +344,11 @@ class IndexWriter:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _joined(values: Iterable[str]) -> str:
+    """Comma-separated values (each possibly a comma-separated list), sorted, without repeats."""
+    return ",".join(sorted({x for v in values for x in v.split(",") if x}))
 
 
 def _generation_of(file: Path) -> int:

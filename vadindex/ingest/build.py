@@ -24,6 +24,7 @@ from vadindex.errors import InputError, VadindexError, VideoError
 from vadindex.index.lock import lock_index
 from vadindex.index.manifest import LOCK, MANIFEST, PARTS, read_manifest
 from vadindex.index.writer import IndexWriter, PendingVideo
+from vadindex.ingest.gate import GateSettings, describe_gate
 from vadindex.ingest.options import BuildOptions
 from vadindex.ingest.sources import VideoSource, collect_sources, fingerprint
 from vadindex.ingest.video import encoder_precision, ingest_video
@@ -43,6 +44,7 @@ class BuildSummary:
     videos_added: int
     videos_skipped: int
     segments_added: int
+    #: Sampled frames the image encoder ran on (all of them unless ``--gate auto``).
     frames_encoded: int
     failures: tuple[tuple[str, str], ...]
     seconds: float
@@ -54,11 +56,20 @@ class BuildSummary:
     #: What ``--precision auto`` measured before choosing between int8 and fp32 on a CPU
     #: (``frames``, ``min_cosine``, ``mean_cosine``, ``accepted``); ``None`` when it did not run.
     int8_check: dict[str, Any] | None = None
+    #: Sampled frames that reuse an earlier frame's embedding (the change gate, ``--gate auto``).
+    frames_reused: int = 0
+    #: The change gate's settings (``off``, or ``auto/<version> threshold T max-gap G``).
+    gate: str = ""
+
+    @property
+    def frames_sampled(self) -> int:
+        """Sampled frames stored, encoded or reused."""
+        return self.frames_encoded + self.frames_reused
 
     @property
     def frames_per_second(self) -> float:
-        """Frames encoded per wall-clock second, decoding and storage included."""
-        return self.frames_encoded / self.seconds if self.seconds > 0 else 0.0
+        """Sampled frames stored per wall-clock second, decoding, encoding and storage included."""
+        return self.frames_sampled / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -68,7 +79,10 @@ class BuildSummary:
             "videos_added": self.videos_added,
             "videos_skipped": self.videos_skipped,
             "segments_added": self.segments_added,
+            "frames_sampled": self.frames_sampled,
             "frames_encoded": self.frames_encoded,
+            "frames_reused": self.frames_reused,
+            "gate": self.gate,
             "failures": [{"path": p, "reason": r} for p, r in self.failures],
             "seconds": round(self.seconds, 3),
             "frames_per_second": round(self.frames_per_second, 2),
@@ -177,7 +191,7 @@ class BuildLedger:
         self.plan = plan
         self.on_failure = on_failure
         self.failures: list[tuple[str, str]] = []
-        self.added = self.skipped = self.segments = self.frames = 0
+        self.added = self.skipped = self.segments = self.frames = self.encoded = 0
         self._bar = _Progress(len(plan.videos), progress)
         self._last_commit = time.perf_counter()
         for path, reason in plan.unreadable:
@@ -198,6 +212,7 @@ class BuildLedger:
         self.added += 1
         self.segments += len(item.segments)
         self.frames += len(item.frame_vectors)
+        self.encoded += len(item.frame_vectors) if item.encoded is None else int(item.encoded.sum())
         self._bar.update(len(item.frame_vectors), seconds, src.video)
         if (
             self.writer.pending >= self.plan.options.commit_every
@@ -235,7 +250,8 @@ class BuildLedger:
             videos_added=self.added,
             videos_skipped=self.skipped,
             segments_added=self.segments,
-            frames_encoded=self.frames,
+            frames_encoded=self.encoded,
+            frames_reused=self.frames - self.encoded,
             failures=tuple(self.failures),
             seconds=seconds,
             total_videos=manifest.n_videos,
@@ -243,6 +259,7 @@ class BuildLedger:
             model=encoder.identity.describe(),
             precision=encoder_precision(encoder),
             int8_check=getattr(encoder, "int8_check", None),
+            gate=describe_gate(GateSettings.from_options(self.plan.options)),
         )
 
 
@@ -253,6 +270,7 @@ def run_local(plan: BuildPlan, encoder: Encoder, ledger: BuildLedger) -> None:
     full disk, a lost lock) stops it.
     """
     o = plan.options
+    gate = GateSettings.from_options(o)
     for src in plan.videos:
         t_video = time.perf_counter()
         log.debug("ingesting %s", src.path)
@@ -262,7 +280,7 @@ def run_local(plan: BuildPlan, encoder: Encoder, ledger: BuildLedger) -> None:
                 ledger.skip(src)
                 continue
             item = ingest_video(
-                src, encoder, plan.settings, o.batch_size, o.stall_timeout, vid, o.video_timeout
+                src, encoder, plan.settings, o.batch_size, o.stall_timeout, vid, o.video_timeout, gate
             )
         except VadindexError as exc:
             if not isinstance(exc, VideoError):

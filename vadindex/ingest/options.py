@@ -53,6 +53,23 @@ class BuildOptions(Options):
         "200,000 segments, then ivf). [default: the index's, else auto]",
         choices=C.INDEX_TYPES,
     )
+    gate: str = option(
+        C.DEFAULT_GATE,
+        "Change gate between decoding and encoding. auto: encode a sampled frame only when it differs "
+        "from the last encoded frame of its video (small grey images; noise and slow lighting "
+        "tolerated, a cut or camera move re-encodes at once) and give the others that frame's "
+        "embedding; off: encode every sampled frame.",
+        choices=C.GATE_MODES,
+    )
+    gate_threshold: float = option(
+        C.DEFAULT_GATE_THRESHOLD,
+        "Change gate sensitivity: grey levels (0-255) a pixel must change by, after lighting is "
+        "compensated; lower encodes more frames.",
+    )
+    gate_max_gap: float = option(
+        C.DEFAULT_GATE_MAX_GAP,
+        "Change gate safety valve: encode a frame at least every this many seconds of video.",
+    )
     backend: str = option(
         C.DEFAULT_BACKEND,
         "Image-tower runtime; onnxruntime (CPU, fp32, same embeddings, ~1.2x faster than torch fp32) "
@@ -67,10 +84,12 @@ class BuildOptions(Options):
             raise InputError(f"--commit-every must be at least 1, got {self.commit_every}")
         if not self.stall_timeout > 0 or (self.video_timeout is not None and not self.video_timeout > 0):
             raise InputError("--stall-timeout and --video-timeout must be positive")
+        C.check_gate(self.gate_threshold, self.gate_max_gap)
         for name, value, choices in (
             ("precision", self.precision, C.PRECISIONS),
             ("backend", self.backend, C.BACKENDS),
             ("index-type", self.index_type, C.INDEX_TYPES),
+            ("gate", self.gate, C.GATE_MODES),
         ):
             if value is not None and value not in choices:
                 raise InputError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")

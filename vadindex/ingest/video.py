@@ -1,4 +1,4 @@
-"""One video through the pipeline: decode and sample (in a thread), encode, cut into segments.
+"""One video through the pipeline: decode and sample (in a thread), gate, encode, cut into segments.
 
 :func:`ingest_video` is the independent unit of ingestion work: every engine (the local loop, a
 Ray actor) runs it, and the index writer commits what it returns.
@@ -26,6 +26,7 @@ from vadindex.config import (
 from vadindex.errors import VideoError
 from vadindex.index.writer import PendingVideo
 from vadindex.ingest.decode import SampledVideo
+from vadindex.ingest.gate import GatedEncoder, GateSettings, describe_gate
 from vadindex.ingest.segment import build_segments
 from vadindex.ingest.sources import VideoSource, fingerprint
 from vadindex.models.identity import Encoder
@@ -100,30 +101,6 @@ def _prefetch(
         stop.set()
 
 
-class _Rows:
-    """A float32 matrix grown by doubling: one long-lived allocation, not one per batch.
-
-    Thousands of small blocks kept alive between large transient batches fragment the C heap,
-    and an hours-long video then costs several times its embeddings in resident memory.
-    """
-
-    def __init__(self, dim: int) -> None:
-        self._data = np.zeros((0, dim), np.float32)
-        self._n = 0
-
-    def append(self, block: np.ndarray) -> None:
-        end = self._n + len(block)
-        if end > len(self._data):
-            grown = np.empty((max(end, 2 * len(self._data), 256), self._data.shape[1]), np.float32)
-            grown[: self._n] = self._data[: self._n]
-            self._data = grown
-        self._data[self._n : end] = block
-        self._n = end
-
-    def array(self) -> np.ndarray:
-        return self._data[: self._n]
-
-
 def ingest_video(
     source: VideoSource,
     encoder: Encoder,
@@ -132,6 +109,7 @@ def ingest_video(
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     video_id: str | None = None,
     video_timeout: float | None = DEFAULT_VIDEO_TIMEOUT,
+    gate: GateSettings | None = None,
 ) -> PendingVideo:
     """Decode, sample, encode and segment one video: the independent unit of ingestion work.
 
@@ -143,6 +121,8 @@ def ingest_video(
         stall_timeout: seconds without a decoded batch before the file is abandoned.
         video_id: the content fingerprint, if already computed.
         video_timeout: seconds the whole video may take (decoding and encoding); ``None`` for no limit.
+        gate: the change gate (only frames that differ from the last encoded one are encoded, the
+            others reuse its embedding); ``None`` encodes every sampled frame.
 
     Returns:
         The video's metadata, segment rows, segment vectors and frame vectors, ready to commit.
@@ -153,13 +133,13 @@ def ingest_video(
     path = source.path
     sampled = SampledVideo(path, settings.fps, encoder.image_size, batch_size)
     batches = _prefetch(sampled.batches(), 2, stall_timeout, path, video_timeout)
-    rows = _Rows(encoder.dim)
+    gated = GatedEncoder(encoder, gate, settings.fps, batch_size)
     precision_before = encoder_precision(encoder)
     for batch in batches:
-        rows.append(encoder.encode_images(batch))
+        gated.add(batch)
     info = sampled.info
     assert info is not None
-    frame_vectors = rows.array()
+    frame_vectors = gated.vectors()
     segments = build_segments(sampled.frame_times, len(frame_vectors), info.duration, settings)
     if not segments:
         raise VideoError(
@@ -167,6 +147,7 @@ def ingest_video(
             f"{info.duration:.2f} s long, shorter than one segment ({settings.segment_seconds:g} s)",
         )
     frame_vectors = frame_vectors[: segments[-1].sample_end]
+    encoded = gated.encoded_mask()[: segments[-1].sample_end]
     seg_vectors = np.stack([frame_vectors[s.sample_start : s.sample_end].mean(axis=0) for s in segments])
     seg_vectors /= np.maximum(np.linalg.norm(seg_vectors, axis=1, keepdims=True), 1e-12)
     vid = video_id or fingerprint(path)
@@ -206,6 +187,8 @@ def ingest_video(
         frame_vectors.astype(np.float16),
         # both, when --precision auto moved to int8 during this video
         precision=",".join(sorted({precision_before, encoder_precision(encoder)} - {""})),
+        encoded=encoded,
+        gate=describe_gate(gate),
     )
 
 
