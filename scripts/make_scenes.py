@@ -1,4 +1,12 @@
-"""Generate a synthetic surveillance scene set (videos, manifest.csv, annotations.txt, scenes.json)."""
+"""Generate a synthetic surveillance scene set (videos, manifest.csv, annotations.txt, scenes.json).
+
+With ``--feeds N``, generate N long fixed-camera feeds instead: ``--minutes`` each at 640x360, mostly
+an empty scene, with activity in about ``--activity`` of the frames and one annotated anomaly each
+(what a camera records at night; ``scripts/bench_gate.py`` builds over them).
+
+    python scripts/make_scenes.py --out scenes/ --seed 7
+    python scripts/make_scenes.py --out feeds/ --feeds 2 --minutes 30 --activity 0.05 --workers 2
+"""
 
 from __future__ import annotations
 
@@ -29,6 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=synth.DEFAULT_SIZE[0])
     p.add_argument("--height", type=int, default=synth.DEFAULT_SIZE[1])
     p.add_argument("--workers", type=int, default=1, help="rendering processes")
+    p.add_argument("--feeds", type=int, default=0, help="generate this many long idle feeds instead")
+    p.add_argument("--minutes", type=float, default=synth.FEED_MINUTES, help="length of each feed")
+    p.add_argument(
+        "--activity", type=float, default=synth.FEED_ACTIVITY, help="fraction of a feed with activity"
+    )
     return p.parse_args(argv)
 
 
@@ -37,6 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     t0 = time.time()
+    if args.feeds:
+        s = synth.generate_feeds(
+            args.out,
+            args.seed,
+            args.feeds,
+            minutes=args.minutes,
+            activity=args.activity,
+            workers=args.workers,
+        )
+        print(f"{len(s.videos)} feeds of {args.minutes:g} min in {s.root} in {time.time() - t0:.1f}s")
+        return 0
     s = synth.generate_scenes(
         args.out,
         seed=args.seed,

@@ -177,8 +177,9 @@ def test_crash_at_every_step_of_a_commit(items: list, tmp_path: Path, encoder, m
         assert open_index(ix).manifest.n_videos == 4
         if finished:
             break
-    # Seven crash points (three parts, the video table, FAISS, the manifest, failures.csv), then a clean run.
-    assert steps == 8
+    # Eight crash points (four part files, the video table, FAISS, the manifest, failures.csv), then a
+    # clean run.
+    assert steps == 9
 
 
 def test_disk_full_keeps_the_last_commit(clips: Path, tmp_path: Path, encoder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -420,7 +421,7 @@ def test_info_shows_manifest_and_counts(template: Path) -> None:
     assert f"{m.n_videos} videos, {m.n_segments} segments, {m.n_frames} frames in 2 parts" in result.output
     assert f"{TEST_MODEL} (random)" in result.output and "SHA-256 recorded" in result.output
     data = json.loads(_invoke("info", str(template), "--format", "json").output)
-    assert (data["n_videos"], data["n_segments"], data["parts"], data["files"]) == (4, m.n_segments, 2, 8)
+    assert (data["n_videos"], data["n_segments"], data["parts"], data["files"]) == (4, m.n_segments, 2, 10)
     assert data["failures_last_build"] == 0
 
 
@@ -434,7 +435,8 @@ def test_index_files_load_without_pickle(template: Path) -> None:
     for name in m["files"]:
         file = template / name
         if file.suffix == ".npy":
-            assert np.load(file, allow_pickle=False).dtype == np.float16
+            kind = np.bool_ if file.name.endswith(".encoded.npy") else np.float16
+            assert np.load(file, allow_pickle=False).dtype == kind
         elif file.suffix == ".parquet":
             pd.read_parquet(file)
     names = {p.suffix for p in template.rglob("*") if p.is_file()}

@@ -163,3 +163,26 @@ def test_make_scenes_script(
     rows = (out / "manifest.csv").read_text().splitlines()
     assert rows[0] == "path,label,class" and len(rows) == 3
     assert "2 videos" in capsys.readouterr().out
+
+
+def test_long_feeds_are_mostly_idle_with_one_annotated_event(tmp_path: Path) -> None:
+    import hashlib
+
+    import av
+
+    kwargs = dict(seed=3, n_feeds=2, minutes=0.75, activity=0.1, size=(192, 108))
+    a = synth.generate_feeds(tmp_path / "a", **kwargs)  # type: ignore[arg-type]
+    b = synth.generate_feeds(tmp_path / "b", **kwargs, workers=2)  # type: ignore[arg-type]
+    digest = [hashlib.sha256((s.root / v.path).read_bytes()).hexdigest() for s in (a, b) for v in s.videos]
+    assert digest[:2] == digest[2:]  # deterministic, whatever the workers
+    meta = json.loads(a.scenes_json_path.read_text())["videos"]
+    annotations = synth.read_annotations(a.annotations_path)
+    for v, m in zip(a.videos, meta, strict=True):
+        assert v.n_frames == 450 and v.cls in synth.FEED_EVENTS and len(v.spans) == 1
+        assert annotations[v.name] == (v.cls, v.spans)
+        assert 0.05 <= m["activity"] <= 0.6, m  # the event and its approach, then episodes up to 10 %
+        with av.open(str(a.root / v.path)) as c:
+            assert sum(1 for _ in c.decode(video=0)) == v.n_frames
+    assert len({v.cls for v in a.videos}) == 2
+    with pytest.raises(ValueError, match="activity"):
+        synth.generate_feeds(tmp_path / "c", activity=1.5)

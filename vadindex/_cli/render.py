@@ -103,7 +103,7 @@ def index_info(info: dict[str, Any]) -> None:
         click.echo(f"gate       {info['frames_encoded']} frames encoded ({share:.0%}), {info['frames_reused']} reused "
                    f"by the change gate ({'; '.join(info['gate'])})")  # fmt: skip
     elif info["gate"]:
-        click.echo(f"gate       every frame encoded ({'; '.join(info['gate'])})")
+        click.echo(f"gate       {'; '.join(info['gate'])}: every frame encoded")
     if info["files"]:
         click.echo(
             f"files      {info['files']}, {info['bytes'] / 1e6:.1f} MB, SHA-256 recorded (`vadindex check`)"

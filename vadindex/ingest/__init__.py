@@ -1,9 +1,9 @@
 """Ingestion: sources -> decode + sample -> segments -> image encoder -> index writer.
 
-``sources`` finds the videos, ``decode`` samples frames on their own timestamps, ``segment`` cuts
-the timeline, ``video`` runs one video through them and the encoder, ``options`` declares every
-build option, and ``build`` plans a build and drives an engine (``run_local``) whose results one
-ledger commits.
+``sources`` finds the videos, ``decode`` samples frames on their own timestamps, ``gate`` lets only
+frames that changed reach the encoder (``--gate auto``), ``segment`` cuts the timeline, ``video``
+runs one video through them and the encoder, ``options`` declares every build option, and ``build``
+plans a build and drives an engine (``run_local``) whose results one ledger commits.
 """
 
 from __future__ import annotations
