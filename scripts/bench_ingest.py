@@ -71,7 +71,7 @@ def run_pipeline(paths: list[Path], encoder, batch_size: int, workdir: Path) -> 
     summary = build_index([links], workdir / "index", encoder=encoder, batch_size=batch_size, progress=False)
     if summary.failures:
         print(f"  build failures: {summary.failures}", file=sys.stderr)
-    return summary.frames_encoded, summary.seconds
+    return summary.frames_sampled, summary.seconds
 
 
 def decode_all(paths: list[Path], fps: float, size: int, batch_size: int) -> tuple[np.ndarray, list[int]]:
