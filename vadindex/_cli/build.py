@@ -45,6 +45,7 @@ def build(sources: tuple[str, ...], index: str, manifest: str | None, progress: 
     \b
     Examples:
       vadindex build cams/ --index indexes/cams
+      vadindex build night-recordings/ --index indexes/night --gate auto   # encode only what changed
       vadindex build --manifest ucf_test.csv --index indexes/ucf --model ViT-L-14 --pretrained openai
       vadindex build ../shared/data/videos --index /tmp/x --model ViT-B-32 --pretrained random
     """
