@@ -184,7 +184,7 @@ def test_index_type_round_trip_through_cli(small_clips: Path, tmp_path: Path, en
         assert np.allclose([r["score"] for r in rows], brute, atol=2e-3)
     # Switching type rebuilds from the float16 parts at the next commit.
     res = runner.invoke(cli, ["build", str(small_clips), "--index", str(ix), "--index-type", "flat", *common])
-    assert res.exit_code in (0, 3), res.output
+    assert res.exit_code == 0, res.output  # every clip readable: status 0, not 3
     snap = open_index(ix)
     assert snap.manifest.index_type == "flat" and ann.is_exact(snap.faiss_index())
     assert snap.faiss_index().ntotal == snap.manifest.n_segments

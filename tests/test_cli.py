@@ -98,35 +98,40 @@ def test_info(cli_index: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "status"),
+    # The README's exit statuses: 1 error (not an index, other model or sampling, file system), 2 bad
+    # input or usage.
     [
-        (["query", "a car", "--index", "{missing}"], "no such index"),
-        (["query", "a car", "--index", "{index}", "-k", "0"], "-k must be at least 1"),
-        (["query", "  ", "--index", "{index}"], "empty query"),
-        (["query", "--index", "{index}"], "give a query TEXT"),
-        (["detect", "--index", "{index}", "-p", ";"], "no prompts"),
-        (["detect", "--index", "{missing}", "-p", "x"], "no such index"),
-        (["build", "{tmp}/nothing.mp4", "--index", "{tmp}/new", *MODEL], "no videos to index"),
-        (["build", "--manifest", "{tmp}/bad.csv", "--index", "{tmp}/new", *MODEL], "needs a 'path' column"),
+        (["query", "a car", "--index", "{missing}"], "no such index", 1),
+        (["query", "a car", "--index", "{index}", "-k", "0"], "-k must be at least 1", 2),
+        (["query", "  ", "--index", "{index}"], "empty query", 2),
+        (["query", "--index", "{index}"], "give a query TEXT", 2),
+        (["detect", "--index", "{index}", "-p", ";"], "no prompts", 2),
+        (["detect", "--index", "{missing}", "-p", "x"], "no such index", 1),
+        (["build", "{tmp}/nothing.mp4", "--index", "{tmp}/new", *MODEL], "no videos to index", 2),
+        (["build", "--manifest", "{tmp}/bad.csv", "--index", "{tmp}/new", *MODEL], "needs a 'path' column", 2),
         (
             ["build", "{clips}", "--index", "{index}", "--model", "vadindex-test", "--pretrained", "{ckpt}"],
             "built with",
+            1,
         ),
-        (["build", "{clips}", "--index", "{index}", "--fps", "2"], "sampling"),
-        (["build", "{clips}", "--index", "{tmp}/b", "--batch-size", "0", *MODEL], "batch-size"),
+        (["build", "{clips}", "--index", "{index}", "--fps", "2"], "sampling", 1),
+        (["build", "{clips}", "--index", "{tmp}/b", "--batch-size", "0", *MODEL], "batch-size", 2),
         (
             ["detect", "--index", "{index}", "-p", "x", "--video-agg", "max", "--video-threshold", "nan"],
             "video-threshold must be a number",
+            2,
         ),
         (
             ["detect", "--index", "{index}", "-p", "x", "--out", "{tmp}/bad.csv/out"],
             "bad.csv/out: Not a directory",
+            1,
         ),
-        (["manifest", "{clips}", "--out", "{tmp}/bad.csv/m.csv"], "bad.csv: File exists"),
+        (["manifest", "{clips}", "--out", "{tmp}/bad.csv/m.csv"], "bad.csv: File exists", 1),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(
-    cli_index: Path, small_clips: Path, tmp_path: Path, args: list[str], message: str
+    cli_index: Path, small_clips: Path, tmp_path: Path, args: list[str], message: str, status: int
 ) -> None:
     (tmp_path / "bad.csv").write_text("file,label\nx.mp4,1\n")
     ckpt = tmp_path / "other.safetensors"
@@ -142,7 +147,7 @@ def test_bad_input_is_one_line_without_traceback(
     for k, v in subs.items():
         args = [a.replace(k, v) for a in args]
     code, out, err = run(*args)
-    assert code in (1, 2), (out, err)
+    assert code == status, (out, err)
     lines = [ln for ln in err.splitlines() if ln.startswith("Error")]
     assert len(lines) == 1 and message in lines[0], err
     assert "Traceback" not in err

@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import subprocess
@@ -265,7 +266,10 @@ def test_lock_is_dropped_when_its_holder_is_killed(tmp_path: Path) -> None:
     lock.release()
 
 
-def test_readers_query_while_a_build_commits(tmp_path: Path, encoder) -> None:
+def test_readers_query_while_a_build_commits(tmp_path: Path, encoder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every commit is held at its last step (new files in place, manifest not yet moved) until a
+    reader has opened and searched the index: each read overlaps a commit, and sees the previous
+    commit whole."""
     from vadindex.search.vectors import search_vector
 
     folder = tmp_path / "v"
@@ -273,31 +277,51 @@ def test_readers_query_while_a_build_commits(tmp_path: Path, encoder) -> None:
         write_video(folder / f"v{i}.mp4", seconds=2, size=SIZE, seed=40 + i)
     ix = tmp_path / "ix"
     errors: list[BaseException] = []
+    mid_commit: queue.Queue[int] = queue.Queue()  # the generation being committed
+    read_done = threading.Event()
+    replace = os.replace
+
+    def held_replace(src, dst, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(dst).name == MANIFEST and threading.current_thread() is writer:
+            read_done.clear()
+            mid_commit.put(json.loads(Path(src).read_text())["generation"])
+            assert read_done.wait(60), "no reader came"
+        return replace(src, dst, *args, **kwargs)
 
     def write() -> None:
         try:
             build_index([folder], ix, encoder=encoder, progress=False, commit_every=1)
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             errors.append(exc)
+        finally:
+            mid_commit.put(-1)
 
+    monkeypatch.setattr(os, "replace", held_replace)
     writer = threading.Thread(target=write)
     writer.start()
-    seen, reads = set(), 0
+    overlapped = []
     rng = np.random.default_rng(0)
-    while writer.is_alive() or (reads == 0 and (ix / MANIFEST).exists()):
-        if not (ix / MANIFEST).exists():
-            writer.join(0.01)
-            continue
-        snap = open_index(ix)
-        n = snap.manifest.n_segments
-        assert len(snap.segments) == snap.faiss_index().ntotal == len(snap.vectors()) == n
-        query = rng.normal(size=snap.manifest.dim).astype(np.float32)
-        hits = search_vector(snap, query / np.linalg.norm(query), 3, None)
-        assert len(hits) == min(3, n) and set(hits["video"]) <= set(snap.videos["video"])
-        seen.add(snap.manifest.generation)
-        reads += 1
-    writer.join()
-    assert not errors and reads > 0
+    try:
+        while (committing := mid_commit.get(timeout=120)) != -1:
+            if committing == 1:
+                assert not (ix / MANIFEST).exists()  # nothing committed yet: nothing to read
+            else:
+                snap = open_index(ix)
+                n = snap.manifest.n_segments
+                assert snap.manifest.generation == committing - 1
+                assert len(snap.segments) == snap.faiss_index().ntotal == len(snap.vectors()) == n
+                query = rng.normal(size=snap.manifest.dim).astype(np.float32)
+                hits = search_vector(snap, query / np.linalg.norm(query), 3, None)
+                assert len(hits) == min(3, n) and set(hits["video"]) <= set(snap.videos["video"])
+                assert check_index(ix).ok
+                overlapped.append(committing)
+            read_done.set()
+    finally:
+        read_done.set()
+        writer.join(120)
+    assert not errors, errors
+    # One commit per video (the last one is the build's final commit): all but the first overlapped.
+    assert overlapped == list(range(2, open_index(ix).manifest.generation + 1)) == [2, 3, 4, 5, 6]
     assert open_index(ix).manifest.n_videos == 6 and check_index(ix).ok
 
 
