@@ -109,7 +109,11 @@ def test_info(cli_index: Path) -> None:
         (["detect", "--index", "{index}", "-p", ";"], "no prompts", 2),
         (["detect", "--index", "{missing}", "-p", "x"], "no such index", 1),
         (["build", "{tmp}/nothing.mp4", "--index", "{tmp}/new", *MODEL], "no videos to index", 2),
-        (["build", "--manifest", "{tmp}/bad.csv", "--index", "{tmp}/new", *MODEL], "needs a 'path' column", 2),
+        (
+            ["build", "--manifest", "{tmp}/bad.csv", "--index", "{tmp}/new", *MODEL],
+            "needs a 'path' column",
+            2,
+        ),
         (
             ["build", "{clips}", "--index", "{index}", "--model", "vadindex-test", "--pretrained", "{ckpt}"],
             "built with",

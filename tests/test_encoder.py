@@ -106,7 +106,8 @@ PARITY_TEXTS = [
 
 
 @pytest.mark.parametrize(
-    ("model", "pretrained"), [("ViT-B-32", "random"), ("vadindex-test", "random"), ("vadindex-tiny", "builtin")]
+    ("model", "pretrained"),
+    [("ViT-B-32", "random"), ("vadindex-test", "random"), ("vadindex-tiny", "builtin")],
 )
 def test_encode_texts_equals_open_clips_encode_text(model: str, pretrained: str) -> None:
     """``encode_texts`` skips the padding after the end-of-text token; open_clip's own
