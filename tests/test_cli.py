@@ -183,3 +183,60 @@ def test_the_console_script_exits_fast_with_its_status_and_all_its_output(
     )
     assert bad.returncode == 2  # an input error after the model loaded keeps its status
     assert "missing.png: no such image" in bad.stderr
+
+
+def _json(*args: object) -> dict:
+    code, out, err = run(*[str(a) for a in args])
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_detect_segments_anomalous_and_none(cli_index: Path) -> None:
+    base = ["detect", "--index", cli_index, "-p", "people fighting", "--format", "json"]
+    scores = sorted(s["score"] for s in _json(*base)["segments"])
+    tau = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2  # half the segments pass
+    full = _json(*base, "--segment-threshold", tau)
+    flagged = [s for s in full["segments"] if s["anomalous"]]
+    assert 0 < len(flagged) < len(full["segments"])
+    anomalous = _json(*base, "--segment-threshold", tau, "--segments", "anomalous")
+    assert anomalous["segments"] == flagged
+    assert anomalous["videos"] == full["videos"] and anomalous["settings"] == full["settings"]
+    none = _json(*base, "--segment-threshold", tau, "--segments", "none")
+    assert "segments" not in none and none["videos"] == full["videos"]
+
+
+def test_detect_normal_prompts_replace_the_defaults(cli_index: Path, encoder) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from vadindex.index.reader import open_index
+
+    normal = ["an empty street", "a quiet office"]
+    data = _json("detect", "--index", cli_index, "-p", "people fighting", "--normal-prompts", "; ".join(normal),
+                 "--format", "json")  # fmt: skip
+    assert data["prompts"]["anomaly"] == ["people fighting"] and data["prompts"]["normal"] == normal
+    # a_i = softmax mass of the one anomaly prompt against exactly these two normal ones.
+    snap = open_index(cli_index)
+    t = encoder.encode_texts(["people fighting", *normal])
+    logits = snap.manifest.logit_scale * (snap.vectors().astype(np.float64) @ t.T.astype(np.float64))
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected = e[:, 0] / e.sum(axis=1)
+    assert np.allclose([s["score"] for s in data["segments"]], expected, atol=2e-3)
+
+
+def test_query_video_filter(cli_index: Path, encoder) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from vadindex.index.reader import open_index
+
+    rows = _json(
+        "query", "a car", "--index", cli_index, "--video", "fight/*", "-k", "500", "--format", "json"
+    )
+    snap = open_index(cli_index)
+    mine = snap.segments["video"].str.startswith("fight/").to_numpy()
+    assert {r["video"] for r in rows} == {"fight/fi001.mp4", "fight/fi010.mp4"} and len(rows) == mine.sum()
+    scores = snap.vectors()[mine] @ encoder.encode_texts(["a car"])[0]
+    assert np.allclose([r["score"] for r in rows], np.sort(scores)[::-1], atol=2e-3)
+    top = _json(
+        "query", "a car", "--index", cli_index, "--video", "nofi020.mp4", "-k", "1", "--format", "json"
+    )
+    assert [r["video"] for r in top] == ["nofight/nofi020.mp4"]  # a bare name matches too

@@ -40,7 +40,9 @@ def _brute_force_top(snap, q: np.ndarray, k: int) -> tuple[list[tuple[str, int]]
     scores = snap.vectors().astype(np.float64) @ q.astype(np.float64)
     order = np.argsort(-scores, kind="stable")[:k]
     segs = snap.segments
-    return list(zip(segs["video"].to_numpy()[order], segs["segment"].to_numpy()[order], strict=True)), scores[order]
+    return list(zip(segs["video"].to_numpy()[order], segs["segment"].to_numpy()[order], strict=True)), scores[
+        order
+    ]
 
 
 def test_api_query_text_and_image(built_index: Path, encoder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -417,9 +417,14 @@ def test_check_finds_damage(template: Path, tmp_path: Path, damage: str) -> None
 
 def test_check_quick_compares_sizes_only(template: Path, tmp_path: Path) -> None:
     ix = _copy(template, tmp_path)
-    _flip_byte(ix / "parts" / "000001.frames.npy", offset=-1)  # same size, last byte of a float16
+    _flip_byte(ix / "parts" / "000001.frames.npy", offset=-2)  # same size, a low mantissa bit of a float16
     assert any("SHA-256" in p for p in check_index(ix).problems)
     assert not any("SHA-256" in p for p in check_index(ix, checksums=False).problems)
+    # The CLI forms: check hashes (exit 1, the file named), check --quick compares sizes (exit 0).
+    result = _invoke("check", "--index", str(ix))
+    assert result.exit_code == 1 and "000001.frames.npy: SHA-256" in result.output, result.output
+    result = _invoke("check", "--index", str(ix), "--quick")
+    assert result.exit_code == 0 and result.output.startswith("OK "), result.output
 
 
 def test_check_on_a_folder_that_is_not_an_index(tmp_path: Path) -> None:
