@@ -224,6 +224,58 @@ def test_failed_commit_can_be_retried_without_duplicates(
     assert check_index(ix).ok
 
 
+class _SlowClockEncoder:
+    """The test encoder on a clock that each image batch moves ``seconds`` ahead (no sleeping)."""
+
+    def __init__(self, inner, clock: list[float], seconds: float) -> None:  # type: ignore[no-untyped-def]
+        self._inner, self._clock, self._seconds = inner, clock, seconds
+        self.identity, self.dim = inner.identity, inner.dim
+        self.image_size, self.logit_scale = inner.image_size, inner.logit_scale
+
+    def encode_images(self, pixels):  # type: ignore[no-untyped-def]
+        self._clock[0] += self._seconds
+        return self._inner.encode_images(pixels)
+
+    def encode_texts(self, texts):  # type: ignore[no-untyped-def]
+        return self._inner.encode_texts(texts)
+
+
+@pytest.mark.parametrize(("interval", "expected"), [(None, [3, 3]), (10.0, [1] * 6), (1e9, [6])])
+def test_a_build_commits_at_least_once_a_minute(
+    tmp_path: Path, encoder, monkeypatch, interval, expected
+) -> None:  # type: ignore[no-untyped-def]
+    """``--commit-every`` 100 is never reached by six videos; the time limit commits (README: "every
+    --commit-every videos or minute"). Each video takes 25 s of a test clock, so the default 60 s
+    commits after every third video; ``COMMIT_INTERVAL`` is patchable."""
+    import types
+
+    import vadindex.ingest.build as build_module
+
+    folder = tmp_path / "v"
+    for i in range(6):
+        write_video(folder / f"v{i}.mp4", seconds=2, size=SIZE, seed=60 + i)
+    clock = [1000.0]
+    monkeypatch.setattr(build_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    if interval is None:
+        assert build_module.COMMIT_INTERVAL == 60.0
+    else:
+        monkeypatch.setattr(build_module, "COMMIT_INTERVAL", interval)
+    commits: list[int] = []
+    real_commit = IndexWriter.commit
+
+    def counting_commit(self, final: bool = False):  # type: ignore[no-untyped-def]
+        if self.pending:
+            commits.append(self.pending)
+        return real_commit(self, final)
+
+    monkeypatch.setattr(IndexWriter, "commit", counting_commit)
+    summary = build_index([folder], tmp_path / "ix", encoder=_SlowClockEncoder(encoder, clock, 25.0),
+                          progress=False, commit_every=100)  # fmt: skip
+    assert summary.videos_added == 6
+    assert commits == expected
+    assert check_index(tmp_path / "ix").ok
+
+
 # ------------------------------------------------------------------------------------------------
 # One writer, many readers
 # ------------------------------------------------------------------------------------------------
