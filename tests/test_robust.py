@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 import tracemalloc
 from fractions import Fraction
 from pathlib import Path
@@ -283,7 +282,6 @@ def test_hung_and_slow_decoders_are_abandoned(
 
     monkeypatch.setattr(SampledVideo, "batches", batches)
     monkeypatch.setattr("vadindex.models.openclip.load_encoder", lambda *args, **kwargs: encoder)
-    t0 = time.perf_counter()
     try:
         result = CliRunner().invoke(
             cli, ["build", str(folder), "--index", str(tmp_path / "ix"), "--model", TEST_MODEL,
@@ -292,7 +290,6 @@ def test_hung_and_slow_decoders_are_abandoned(
         )  # fmt: skip
     finally:
         release.set()
-    assert time.perf_counter() - t0 < 60  # a hang would have been stopped by the deadline
     assert result.exit_code == EXIT_PARTIAL, result.output
     summary = json.loads(result.stdout)
     reasons = {Path(f["path"]).name: f["reason"] for f in summary["failures"]}
