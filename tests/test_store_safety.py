@@ -302,10 +302,16 @@ def test_second_writer_is_refused_before_loading_a_model(template: Path, clips: 
 
 def test_lock_is_dropped_when_its_holder_is_killed(tmp_path: Path) -> None:
     ix = tmp_path / "ix"
-    code = "import sys, time; from pathlib import Path; from vadindex.index.lock import lock_index; " \
-           "lock_index(Path(sys.argv[1])); print('locked', flush=True); time.sleep(120)"  # fmt: skip
+    # The holder keeps the lock until it is killed (it waits for input that never comes), however
+    # long the test takes.
+    code = "import sys; from pathlib import Path; from vadindex.index.lock import lock_index; " \
+           "lock = lock_index(Path(sys.argv[1])); print('locked', flush=True); sys.stdin.read()"  # fmt: skip
     holder = subprocess.Popen(
-        [sys.executable, "-c", code, str(ix)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+        [sys.executable, "-c", code, str(ix)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
