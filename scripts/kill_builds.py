@@ -62,6 +62,9 @@ for line in sys.stdin:
     job = json.loads(line)
     pid = os.fork()
     if pid == 0:
+        # Ctrl-C as in a terminal, even when whoever started the server ignores SIGINT (a shell's
+        # background job does): Python then leaves it ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         os.dup2(os.open(job["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
         moves = [0]
