@@ -133,3 +133,14 @@ def demo(result: Any) -> None:
     click.echo(f"Search         precision@5 {m['precision_at_5']:.3f}")
     click.echo(f"\nDetections: {result.out / 'detect'}/videos.csv, segments.csv  "
                f"(took {sum(result.timings.values()):.0f} s)")  # fmt: skip
+    click.echo(f"Report:     {result.out / 'detect' / 'report.html'}  (open it in a browser; works offline)")
+
+
+def report_summary(s: Any) -> None:
+    """One line for a :class:`~vadindex.report.report.ReportSummary`, then its notes on stderr."""
+    thumbs = ", ".join(f"{n} {k}" for k, n in sorted(s.thumbnails.items())) or "none"
+    left = f", {s.left_out} videos listed without a section" if s.left_out else ""
+    click.echo(f"Wrote {s.path} ({s.bytes / 1e6:.1f} MB): {s.sections} video sections{left}, {s.plots} plots, "
+               f"thumbnails: {thumbs}; {s.seconds:.1f} s.")  # fmt: skip
+    for note in s.notes:
+        click.echo(f"  note: {note}", err=True)

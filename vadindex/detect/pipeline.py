@@ -161,7 +161,7 @@ def decide_classes(
         "prompt_set": spec.source,
     }
     return DetectResult(seg_cols, vids, metrics, spec, settings, np.asarray(sims), tuple(spec.class_names),
-                        names, ids)  # fmt: skip
+                        names, ids, truth)  # fmt: skip
 
 
 def _video_table(

@@ -272,7 +272,9 @@ class IndexSnapshot:
                 try:
                     found = read_thumbnails(file, local.tolist())
                 except FileNotFoundError:
-                    raise StoreError(f"{file}: missing from the index; run `vadindex check {self.path}`") from None
+                    raise StoreError(
+                        f"{file}: missing from the index; run `vadindex check {self.path}`"
+                    ) from None
                 except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for damaged files
                     raise StoreError(f"{file}: unreadable ({str(exc).splitlines()[0]})") from None
                 out.update({first + r: (t, b) for r, (t, b) in found.items() if b is not None})

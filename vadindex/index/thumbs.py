@@ -28,7 +28,9 @@ _SOI, _EOI = b"\xff\xd8", b"\xff\xd9"
 
 def save_thumbnails(target: Path, times: Sequence[float], jpegs: Sequence[bytes | None]) -> None:
     """Write a part's thumbnails atomically (uncompressed: JPEG does not compress further)."""
-    table = pa.table({"time": pa.array(times, pa.float64()), "jpeg": pa.array(jpegs, pa.binary())}, schema=SCHEMA)
+    table = pa.table(
+        {"time": pa.array(times, pa.float64()), "jpeg": pa.array(jpegs, pa.binary())}, schema=SCHEMA
+    )
     with atomic_path(target) as tmp:
         pq.write_table(table, tmp, row_group_size=ROW_GROUP, compression="none")
 
