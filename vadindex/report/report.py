@@ -212,8 +212,9 @@ def write_report(
     )
     if command is None:
         command = command_line(
-            "report", snap.path, result.prompts, None, detect_options, extra=_report_flags(o, out)
-        )
+            "report", snap.path, result.prompts, None, detect_options, result.settings.get("annotations"),
+            result.settings.get("annotation_format", "auto"), extra=_report_flags(o, out),
+        )  # fmt: skip
     page = _Page(result, snap, o, detect_options)
     context = page.context(command)
     path = write_page(out, "report.html.j2", **context)
@@ -263,7 +264,7 @@ class _Page:
         r = self.result
         notes: list[dict[str, str]] = []
         metrics = r.metrics
-        if metrics is None:
+        if metrics is None and r.n_segments:
             notes.append({"kind": "info", "text": "The index holds no labels and no annotations were given, so "
                           "there are no metrics, curves or per-class figures; scores and decisions are shown."})  # fmt: skip
         if r.n_segments == 0:
