@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,7 +148,9 @@ def test_report_with_labels_and_annotations_in_a_browser(scenes, tmp_path: Path,
     legends = page.js("Array.from(document.querySelectorAll('figcaption')).map(f => f.textContent).join(' ')")
     assert "Video level" in legends and "Frame level" in legends
     # Misclassified videos first, then by score.
-    wrong = page.js("Array.from(document.querySelectorAll('section.video')).map(s => s.classList.contains('misclassified'))")
+    wrong = page.js(
+        "Array.from(document.querySelectorAll('section.video')).map(s => s.classList.contains('misclassified'))"
+    )
     assert wrong == sorted(wrong, reverse=True)
     v = result.videos
     misclassified = v["label"].astype(int).to_numpy(bool) != v["anomalous"].to_numpy(bool)
@@ -194,7 +195,9 @@ def test_detect_out_and_query_html(scenes, tmp_path: Path, open_page) -> None:  
     assert "a fire" in page.js("document.querySelector('.sub').textContent")
 
 
-def test_max_videos_keeps_the_misclassified_and_says_what_it_left_out(scenes, tmp_path: Path, open_page) -> None:  # type: ignore[no-untyped-def]
+def test_max_videos_keeps_the_misclassified_and_says_what_it_left_out(
+    scenes, tmp_path: Path, open_page
+) -> None:  # type: ignore[no-untyped-def]
     scene_set, index = scenes
     result = _detect(index, scene_set, segment_threshold=0.0)  # everything flagged: normal videos are wrong
     v = result.videos
@@ -225,7 +228,9 @@ def test_nothing_flagged(scenes, tmp_path: Path, open_page) -> None:  # type: ig
 def test_tune_writes_its_heat_maps(scenes, tmp_path: Path, open_page) -> None:  # type: ignore[no-untyped-def]
     scene_set, index = scenes
     grid = tmp_path / "grid.yaml"
-    grid.write_text("rule: [threshold]\ncalibrate: [none]\nsmooth: [0]\nknn_k: [0]\nvideo_agg: [ratio, max]\n")
+    grid.write_text(
+        "rule: [threshold]\ncalibrate: [none]\nsmooth: [0]\nknn_k: [0]\nvideo_agg: [ratio, max]\n"
+    )
     code, _, err = run("tune", "--index", index, "--prompts", "; ".join(synth.DEMO_ANOMALY_PROMPTS),
                        "--normal-prompts", "; ".join(synth.DEMO_NORMAL_PROMPTS), "--folds", "2", "--grid", grid,
                        "--out", tmp_path / "best.yaml")  # fmt: skip
@@ -271,7 +276,9 @@ def test_deleted_video_and_html_in_a_name(awkward: Path, tmp_path: Path, open_pa
     assert summary["thumbnails"] == {"placeholder": 3, "video": 2}
     page = open_page(tmp_path / "r.html")
     page.assert_clean()  # no alert: the name is text, and the placeholders are real images
-    headings = page.js("Array.from(document.querySelectorAll('section.video h3')).map(h => h.firstChild.textContent.trim())")
+    headings = page.js(
+        "Array.from(document.querySelectorAll('section.video h3')).map(h => h.firstChild.textContent.trim())"
+    )
     assert EVIL in headings and "gone.mp4" in headings
     assert page.js("Array.from(document.images).filter(i => i.getAttribute('src') === 'x').length") == 0
     assert "gone.mp4: video not found" in page.js("document.body.innerText")
@@ -281,7 +288,9 @@ def test_deleted_video_and_html_in_a_name(awkward: Path, tmp_path: Path, open_pa
     assert code == 0, err
     hits = open_page(tmp_path / "hits.html")
     hits.assert_clean()
-    captions = hits.js("Array.from(document.querySelectorAll('figure.hit figcaption')).map(f => f.textContent)")
+    captions = hits.js(
+        "Array.from(document.querySelectorAll('figure.hit figcaption')).map(f => f.textContent)"
+    )
     assert len(captions) == 5 and any(EVIL in c for c in captions)
     assert "video not found" in hits.js("document.body.innerText")
 

@@ -39,7 +39,9 @@ def numbered_video(path: Path, n: int = 30, size: tuple[int, int] = (64, 48), go
     w, h = size
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=RATE, options={"g": str(gop), "keyint_min": str(gop), "bf": "2"})
+        stream = out.add_stream(
+            "libx264", rate=RATE, options={"g": str(gop), "keyint_min": str(gop), "bf": "2"}
+        )
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         for i in range(n):
             frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), STEP * i, np.uint8), format="rgb24")
@@ -146,7 +148,8 @@ def test_check_finds_damaged_thumbnails(thumbs_index: Path, tmp_path: Path) -> N
 
 
 def test_index_without_thumbnails_is_unchanged_and_old_manifests_open(
-    tmp_path: Path, encoder  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    encoder,  # type: ignore[no-untyped-def]
 ) -> None:
     write_video(tmp_path / "v" / "a.mp4", seconds=2.0, size=(64, 48))
     index = tmp_path / "ix"
@@ -248,11 +251,14 @@ def test_video_roots_replace_whole_leading_folders(tmp_path: Path) -> None:
 
 
 def test_build_reads_a_manifest_written_where_the_footage_used_to_be(
-    tmp_path: Path, encoder  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    encoder,  # type: ignore[no-untyped-def]
 ) -> None:
     write_video(tmp_path / "new" / "a.mp4", seconds=2.0, size=(64, 48))
     manifest = tmp_path / "m.csv"
-    pd.DataFrame({"path": [str(tmp_path / "old" / "a.mp4")], "label": ["normal"]}).to_csv(manifest, index=False)
+    pd.DataFrame({"path": [str(tmp_path / "old" / "a.mp4")], "label": ["normal"]}).to_csv(
+        manifest, index=False
+    )
     summary = build_index([], tmp_path / "ix", manifest=manifest, encoder=encoder, progress=False,
                           video_root=f"{tmp_path / 'old'}={tmp_path / 'new'}")  # fmt: skip
     assert summary.videos_added == 1 and not summary.failures

@@ -73,7 +73,9 @@ def detect(
         use_cache=use_cache,
     )  # fmt: skip
     neighbours = load_neighbours(snap, opts.knn_k, use_cache) if opts.knn_k > 0 else None
-    result = decide_classes(snap, sims, spec, opts, frame_sims=frame_sims, neighbours=neighbours, annotations=truth)
+    result = decide_classes(
+        snap, sims, spec, opts, frame_sims=frame_sims, neighbours=neighbours, annotations=truth
+    )
     if isinstance(annotations, (str, os.PathLike)):  # recorded so that reports can repeat the detection
         result.settings.update(annotations=os.fspath(annotations), annotation_format=annotation_format)
     return result
