@@ -94,9 +94,18 @@ def open_page(browser, shots: Path, request: pytest.FixtureRequest) -> Iterator[
     pages = []
 
     def opener(path: Path) -> Opened:
-        context = browser.new_context(viewport={"width": 1200, "height": 900}, java_script_enabled=True)
+        context = browser.new_context(viewport={"width": 1200, "height": 900}, offline=True)
         page = context.new_page()
         opened = Opened(page, path.resolve().as_uri())
+
+        def route(r: Any) -> None:  # every request of the page passes here: anything remote is refused
+            if r.request.url.startswith(("file:", "data:")):
+                r.continue_()
+            else:
+                opened.requests.append(r.request.url)
+                r.abort()
+
+        context.route("**/*", route)
         page.on("console", lambda m: opened.console.append((m.type, m.text)))
         page.on("pageerror", lambda e: opened.console.append(("error", str(e))))
         page.on("request", lambda r: opened.requests.append(r.url))
@@ -318,3 +327,17 @@ def test_empty_index(tmp_path: Path, encoder, open_page) -> None:  # type: ignor
     page.assert_clean()
     assert "holds no segments" in page.js("document.body.innerText")
     assert np.isfinite(summary.seconds)
+
+
+def test_the_browser_check_catches_what_it_looks_for(tmp_path: Path, open_page) -> None:
+    """The checks above can fail: a remote image, a script error and a broken image are all caught."""
+    page = tmp_path / "bad.html"
+    page.write_text(
+        '<html><body><img src="http://example.invalid/x.png"><img src="data:image/png;base64,AAAA">'
+        "<script>null.x</script></body></html>"
+    )
+    opened = open_page(page)
+    assert any(u.startswith("http://example.invalid") for u in opened.requests)
+    assert any(kind == "error" for kind, _ in opened.console)
+    with pytest.raises(AssertionError):
+        opened.assert_clean()
