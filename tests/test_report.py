@@ -341,3 +341,28 @@ def test_the_browser_check_catches_what_it_looks_for(tmp_path: Path, open_page) 
     assert any(kind == "error" for kind, _ in opened.console)
     with pytest.raises(AssertionError):
         opened.assert_clean()
+
+
+def test_command_lines_and_options() -> None:
+    from vadindex.detect.options import DetectOptions
+    from vadindex.detect.prompts import load_prompt_set
+    from vadindex.errors import InputError
+    from vadindex.report.report import command_line
+
+    built_in = shlex.split(
+        command_line("report", "ix", load_prompt_set("ucf-crime"), None, DetectOptions(smooth=2))
+    )
+    assert (
+        built_in[built_in.index("--prompts") + 1] == "ucf-crime"
+        and built_in[built_in.index("--smooth") + 1] == "2"
+    )
+    inline = shlex.split(command_line("detect", "ix", load_prompt_set("a fire; a fight", "a street")))
+    assert inline[inline.index("--prompts") + 1] == "a fire; a fight"
+    assert inline[inline.index("--normal-prompts") + 1] == "a street"
+    # Prompts that came from a --config file are left to the file; a prompt given on the line is kept.
+    from_config = shlex.split(command_line("report", "ix", load_prompt_set("a fire"), config="best.yaml"))
+    assert "--prompts" not in from_config and from_config[from_config.index("--config") + 1] == "best.yaml"
+    assert "--prompts" in shlex.split(command_line("report", "ix", "a fire", config="best.yaml"))
+    for bad in ({"max_videos": -1}, {"thumbnail_size": 8}, {"video_root": "no-equals-sign"}):
+        with pytest.raises(InputError):
+            ReportOptions(**bad)

@@ -166,7 +166,9 @@ class TimelinePlotter:
             xs = np.r_[start, end[-1]]
             spans = [(start[a], end[b - 1] - start[a]) for a, b in runs(np.asarray(flagged, dtype=bool))]
             if spans:  # one artist for every flagged run (a span each costs a draw each)
-                ax.broken_barh(spans, (0, 1), facecolors=FLAGGED, alpha=0.18, lw=0, transform=ax.get_xaxis_transform())
+                ax.broken_barh(
+                    spans, (0, 1), facecolors=FLAGGED, alpha=0.18, lw=0, transform=ax.get_xaxis_transform()
+                )
             ax.step(xs, np.r_[score, score[-1]], where="post", color=SCORE, lw=1.4)
         band = hi - (hi - lo) * 0.06
         for a, b in truth_spans:

@@ -27,7 +27,7 @@ import pandas as pd
 from vadindex.config import DEFAULT_DEVICE, REPORT_TOP_SEGMENTS
 from vadindex.detect.options import DetectOptions
 from vadindex.detect.pipeline import detect
-from vadindex.detect.prompts import ClassPromptSet, PromptSet
+from vadindex.detect.prompts import ClassPromptSet, PromptSet, builtin_prompt_sets
 from vadindex.detect.result import DetectResult
 from vadindex.evaluate.metrics import precision_recall_curve, roc_curve, youden_threshold
 from vadindex.index.reader import IndexSnapshot, open_index
@@ -132,6 +132,9 @@ def command_line(
     args = ["vadindex", command, "--index", os.fspath(index)]
     if config:
         args += ["--config", os.fspath(config)]
+    if config:  # a prompt set the config file holds is repeated by the file itself
+        prompts = prompts if isinstance(prompts, str) else None
+        normal_prompts = normal_prompts if isinstance(normal_prompts, str) else None
     anomaly, normal = _prompt_args(prompts, normal_prompts)
     if anomaly:
         args += ["--prompts", anomaly]
@@ -158,11 +161,13 @@ def _prompt_args(prompts: Any, normal_prompts: Any) -> tuple[str | None, str | N
     if isinstance(prompts, PromptSet):
         return text(prompts.anomaly), text(normal_prompts) or text(prompts.normal)
     if isinstance(prompts, ClassPromptSet):
-        if prompts.source != "inline":
+        source = Path(prompts.source)
+        if prompts.source in builtin_prompt_sets() or (
+            source.suffix in (".yaml", ".yml") and source.is_file()
+        ):
             return prompts.source, text(normal_prompts)
+        # Inline classes are their prompts (a set read from a config file is shown by its class names).
         return text(prompts.anomaly), text(normal_prompts) or text(prompts.normal)
-    if isinstance(prompts, dict):  # a prompt set from a --config file: the file says it
-        return None, text(normal_prompts)
     return text(prompts), text(normal_prompts)
 
 
