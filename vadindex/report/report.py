@@ -17,6 +17,7 @@ import os
 import shlex
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ log = logging.getLogger("vadindex")
 LEFT_OUT_ROWS = 2000
 #: Placeholder notes listed by name before the rest are counted.
 NOTES_SHOWN = 5
+#: Videos decoded at once for thumbnails (PyAV and JPEG encoding run without the GIL).
+THUMBNAIL_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -276,12 +279,16 @@ class _Page:
             notes.append({"kind": "info", "text": "The index holds no segments: there is nothing to report."})
         elif not self.flagged.any():
             notes.append({"kind": "info", "text": "No segment was decided anomalous with these settings."})
-        histogram = self._histogram()
-        curves = self._curves() if metrics is not None else []
-        self.plots = 1 + len(curves)
-        sections, selected = self._select()
-        self.sections = self._sections(sections)
-        self.plots += len(self.sections)
+        chosen, selected = self._select()
+        tops = {int(i): self._top_rows(int(i)) for i in chosen}
+        wanted = np.concatenate(list(tops.values())) if tops and self.o.thumbnails else np.zeros(0, np.int64)
+        # Thumbnails decode (in C, without the GIL) while matplotlib draws the figures here.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(self._thumbnails, wanted)
+            histogram = self._histogram()
+            curves = self._curves() if metrics is not None else []
+            self.sections = self._sections(chosen, tops, pending)
+        self.plots = 1 + len(curves) + len(self.sections)
         left_out = self._left_out(selected)
         if left_out["count"]:
             notes.append({"kind": "warn", "text": left_out["text"]})
@@ -477,31 +484,37 @@ class _Page:
             text += f" {self.misclassified_left_out:,} misclassified videos are among those left out."
         return {"count": n_left, "rows": rows, "more": max(0, n_left - LEFT_OUT_ROWS), "text": text}
 
-    def _sections(self, chosen: np.ndarray) -> list[dict[str, Any]]:
+    def _video_rows(self, i: int) -> np.ndarray:
+        """Index rows of the segments of ``result.videos`` row ``i``, in time order."""
+        return self._rows_of[self._row_of_id[str(self.vids["video_id"].iloc[i])]]
+
+    def _top_rows(self, i: int) -> np.ndarray:
+        """The video's best segments (highest score, earliest first on ties)."""
+        rows = self._video_rows(i)
+        return rows[np.lexsort((self.start[rows], -self.score[rows]))][:REPORT_TOP_SEGMENTS]
+
+    def _sections(
+        self, chosen: np.ndarray, tops: dict[int, np.ndarray], thumbnails: Future
+    ) -> list[dict[str, Any]]:
         if not len(chosen):
             return []
-        tops: dict[int, np.ndarray] = {}
-        rows_of: dict[int, np.ndarray] = {}
-        for i in chosen:
-            rows = self._rows_of[self._row_of_id[str(self.vids["video_id"].iloc[i])]]
-            rows_of[int(i)] = rows
-            best = rows[np.lexsort((self.start[rows], -self.score[rows]))][:REPORT_TOP_SEGMENTS]
-            tops[int(i)] = best
-        thumbs = self._thumbnails(
-            np.concatenate(list(tops.values())) if self.o.thumbnails else np.zeros(0, np.int64)
-        )
         spans = self._truth_spans()
         y_range = self._y_range()
         plotter = figures.TimelinePlotter()
         threshold = self._threshold()
+        plots = {}
+        for i in chosen:
+            i = int(i)
+            rows = self._video_rows(i)
+            video_row = self._row_of_id[str(self.vids["video_id"].iloc[i])]
+            plots[i] = plotter.plot(self.start[rows], self.end[rows], self.score[rows], self.flagged[rows], threshold,
+                                    spans.get(video_row, ()), y_range)  # fmt: skip
+        thumbs = thumbnails.result()
         sections = []
         for i in chosen:
             i = int(i)
-            rows = rows_of[i]
-            vid = str(self.vids["video_id"].iloc[i])
-            video_row = self._row_of_id[vid]
-            png = plotter.plot(self.start[rows], self.end[rows], self.score[rows], self.flagged[rows], threshold,
-                               spans.get(video_row, ()), y_range)  # fmt: skip
+            rows = self._video_rows(i)
+            png = plots[i]
             cls = self.vids["class"].iloc[i]
             best_class = self.vids["best_class"].iloc[i]
             sections.append({
@@ -529,7 +542,7 @@ class _Page:
         if not len(rows):
             return {}
         self._store = ThumbnailStore(self.snap, video_root=self.o.roots, size=self.o.thumbnail_size)
-        got = self._store.segments(rows.tolist())
+        got = self._store.segments(rows.tolist(), workers=THUMBNAIL_WORKERS)
         for t in got:
             self.thumb_sources[t.source] = self.thumb_sources.get(t.source, 0) + 1
         return {int(r): t for r, t in zip(rows, got, strict=True)}

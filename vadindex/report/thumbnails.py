@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,9 +158,9 @@ class ThumbnailStore:
         """The thumbnail of segment ``row`` (its middle frame)."""
         return self.segments([row])[0]
 
-    def segments(self, rows: Sequence[int]) -> list[Thumbnail]:
+    def segments(self, rows: Sequence[int], workers: int = 1) -> list[Thumbnail]:
         """Thumbnails of segment ``rows`` (index rows), in the order given; each video is opened
-        at most once."""
+        at most once, ``workers`` videos at a time."""
         rows = [int(r) for r in rows]
         if not rows:
             return []
@@ -171,7 +172,7 @@ class ThumbnailStore:
                 out[row] = Thumbnail(jpeg, time, "index")
         rest = [r for r in dict.fromkeys(rows) if r not in out]
         requests = [(str(ids[segs.video[r]]), float(segs.start[r] + segs.end[r]) / 2) for r in rest]
-        out.update(zip(rest, self.many(requests), strict=True))
+        out.update(zip(rest, self.many(requests, workers), strict=True))
         return [out[r] for r in rows]
 
     def segment_row(self, video_id: str, segment: int) -> int | None:
@@ -188,9 +189,10 @@ class ThumbnailStore:
         """The thumbnail of the frame on screen at ``time`` seconds into video ``video_id``."""
         return self.many([(video_id, time)])[0]
 
-    def many(self, requests: Sequence[tuple[str, float]]) -> list[Thumbnail]:
+    def many(self, requests: Sequence[tuple[str, float]], workers: int = 1) -> list[Thumbnail]:
         """Thumbnails of ``(video_id, time)`` pairs, in the order given: cached ones from the cache,
-        the others decoded (one open and a few seeks per video), then cached."""
+        the others decoded (one open and a few seeks per video, ``workers`` videos at a time: PyAV
+        and JPEG encoding release the GIL), then cached."""
         out: list[Thumbnail | None] = [None] * len(requests)
         todo: dict[str, list[int]] = {}
         for i, (video_id, time) in enumerate(requests):
@@ -199,9 +201,18 @@ class ThumbnailStore:
                 out[i] = Thumbnail(cached, time, "cache")
             else:
                 todo.setdefault(str(video_id), []).append(i)
-        for video_id, positions in todo.items():
-            times = [float(requests[i][1]) for i in positions]
-            for i, thumb in zip(positions, self._decode(video_id, times), strict=True):
+
+        def decode(item: tuple[str, list[int]]) -> list[Thumbnail]:
+            return self._decode(item[0], [float(requests[i][1]) for i in item[1]])
+
+        jobs = list(todo.items())
+        if workers > 1 and len(jobs) > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                decoded = list(pool.map(decode, jobs))
+        else:
+            decoded = [decode(job) for job in jobs]
+        for (_, positions), thumbs in zip(jobs, decoded, strict=True):
+            for i, thumb in zip(positions, thumbs, strict=True):
                 out[i] = thumb
         return out  # type: ignore[return-value]
 
