@@ -131,6 +131,8 @@ def test_build_stores_one_thumbnail_per_segment_in_the_same_commit(thumbs_index:
         assert max(image.shape[:2]) == min(STORED_THUMBNAIL_SIZE, 64)
         assert frame_number(image) == round(time * RATE)  # the frame on screen at that time
     assert check_index(thumbs_index).ok
+    code, out, _ = run("info", "--index", thumbs_index)
+    assert code == 0 and f"thumbnails {len(segs)} of {len(segs)} segments stored" in out
 
 
 def test_check_finds_damaged_thumbnails(thumbs_index: Path, tmp_path: Path) -> None:

@@ -90,6 +90,10 @@ def index_info(info: dict[str, Any]) -> None:
                        "rest are searched exactly until the build ends")  # fmt: skip
     if info["precision"]:
         click.echo(f"precision  image encoder {', '.join(info['precision'])}")
+    if info.get("thumbnails"):
+        click.echo(
+            f"thumbnails {info['thumbnails']} of {info['n_segments']} segments stored (build --thumbnails)"
+        )
     if info["files"]:
         click.echo(
             f"files      {info['files']}, {info['bytes'] / 1e6:.1f} MB, SHA-256 recorded (`vadindex check`)"
