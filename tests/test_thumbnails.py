@@ -268,3 +268,12 @@ def test_build_reads_a_manifest_written_where_the_footage_used_to_be(
     code, _, err = run("build", "--manifest", manifest, "--index", tmp_path / "ix2", "--video-root", "nonsense",
                        "--model", "vadindex-test", "--pretrained", "random")  # fmt: skip
     assert code == 2 and "--video-root must be OLD=NEW" in err and "Traceback" not in err
+
+
+def test_a_damaged_thumbnail_part_falls_back_to_the_videos(thumbs_index: Path, tmp_path: Path) -> None:
+    index = tmp_path / "ix"
+    shutil.copytree(thumbs_index, index)
+    for part in (index / PARTS).glob("*.thumbs.parquet"):
+        part.write_bytes(b"not parquet")
+    store = ThumbnailStore(index, cache=False)
+    assert {t.source for t in store.segments([0, 1])} == {"video"}

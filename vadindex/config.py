@@ -58,7 +58,7 @@ DEFAULT_TOP_K_RESULTS = 10
 
 #: Longest side (pixels) of a segment thumbnail decoded from its video (reports, search pages).
 DEFAULT_THUMBNAIL_SIZE = 256
-#: Longest side of the thumbnails ``build --thumbnails`` stores in the index: about 4-6 KB each.
+#: Longest side of the thumbnails ``build --thumbnails`` stores in the index: about 4 KB each.
 STORED_THUMBNAIL_SIZE = 160
 #: Video sections in a report (``--max-videos``); the rest are listed in one table.
 DEFAULT_REPORT_MAX_VIDEOS = 200

@@ -64,7 +64,7 @@ class BuildOptions(Options):
     thumbnails: bool = option(
         False,
         f"Also store one small JPEG per segment (its middle frame, {C.STORED_THUMBNAIL_SIZE} px) in the index, "
-        "so reports and pages show it after the videos move or are deleted (about 5 MB per 1,000 segments). "
+        "so reports and pages show it after the videos move or are deleted (about 4 MB per 1,000 segments). "
         "[default: off]",
     )
     video_root: str | None = option(None, C.VIDEO_ROOT_HELP, metavar="OLD=NEW")

@@ -301,7 +301,11 @@ class _Page:
             "n_videos": int(m.n_videos),
             "n_segments": int(r.n_segments),
             "settings": self._settings(),
-            "prompts": {"anomaly": list(r.prompts.anomaly), "normal": list(r.prompts.normal)},
+            "prompts": {
+                "anomaly": list(r.prompts.anomaly),
+                "normal": list(r.prompts.normal),
+                "kind": "classes" if getattr(r.prompts, "source", "inline") != "inline" else "prompts",
+            },
             "command": command,
             "notes": notes,
             "metrics": metrics,

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from vadindex.config import DEFAULT_THUMBNAIL_SIZE
-from vadindex.errors import VideoError
+from vadindex.errors import StoreError, VideoError
 from vadindex.files import write_bytes_atomic
 from vadindex.index.manifest import CACHE
 from vadindex.index.reader import IndexSnapshot, open_index
@@ -168,7 +168,12 @@ class ThumbnailStore:
         ids = self.snapshot.videos["video_id"].astype(str).to_numpy()
         out: dict[int, Thumbnail] = {}
         if self.use_stored and self.snapshot.has_thumbnails:
-            for row, (time, jpeg) in self.snapshot.stored_thumbnails(rows).items():
+            try:
+                stored = self.snapshot.stored_thumbnails(rows)
+            except StoreError as exc:  # a damaged part file: the videos (or placeholders) stand in
+                log.warning("%s; thumbnails are taken from the videos", exc)
+                stored = {}
+            for row, (time, jpeg) in stored.items():
                 out[row] = Thumbnail(jpeg, time, "index")
         rest = [r for r in dict.fromkeys(rows) if r not in out]
         requests = [(str(ids[segs.video[r]]), float(segs.start[r] + segs.end[r]) / 2) for r in rest]
