@@ -56,6 +56,19 @@ DEFAULT_VIDEO_TIMEOUT: float | None = None
 
 DEFAULT_TOP_K_RESULTS = 10
 
+#: Longest side (pixels) of a segment thumbnail decoded from its video (reports, search pages).
+DEFAULT_THUMBNAIL_SIZE = 256
+#: Longest side of the thumbnails ``build --thumbnails`` stores in the index: about 4 KB each.
+STORED_THUMBNAIL_SIZE = 160
+#: Video sections in a report (``--max-videos``); the rest are listed in one table.
+DEFAULT_REPORT_MAX_VIDEOS = 200
+#: Thumbnails shown per video section of a report: its best-scoring segments.
+REPORT_TOP_SEGMENTS = 3
+#: ``--video-root``, shared by ``build``, ``report``, ``query --html`` and ``detect --out``.
+VIDEO_ROOT_HELP = (
+    "OLD=NEW: footage that moved; a video recorded (or listed) under folder OLD is read from NEW."
+)
+
 #: ``--device`` values besides ``cuda:N``.
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: ``--precision`` values (see :func:`vadindex.models.precision.resolve_precision`).

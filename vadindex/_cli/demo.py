@@ -10,7 +10,7 @@ from vadindex._cli.common import device_option, format_option, friendly_errors, 
 
 @click.command()
 @click.option("--out", "out", default="demo-out", show_default=True, type=click.Path(path_type=str),
-              help="Output folder: scenes/, index/, detect/.")  # fmt: skip
+              help="Output folder: scenes/, index/, detect/ (with report.html).")  # fmt: skip
 @click.option(
     "--seed", default=None, type=int, help="Scene-set seed. [default: a fixed seed never used in training]"
 )

@@ -90,6 +90,10 @@ def index_info(info: dict[str, Any]) -> None:
                        "rest are searched exactly until the build ends")  # fmt: skip
     if info["precision"]:
         click.echo(f"precision  image encoder {', '.join(info['precision'])}")
+    if info.get("thumbnails"):
+        click.echo(
+            f"thumbnails {info['thumbnails']} of {info['n_segments']} segments stored (build --thumbnails)"
+        )
     if info["files"]:
         click.echo(
             f"files      {info['files']}, {info['bytes'] / 1e6:.1f} MB, SHA-256 recorded (`vadindex check`)"
@@ -133,3 +137,14 @@ def demo(result: Any) -> None:
     click.echo(f"Search         precision@5 {m['precision_at_5']:.3f}")
     click.echo(f"\nDetections: {result.out / 'detect'}/videos.csv, segments.csv  "
                f"(took {sum(result.timings.values()):.0f} s)")  # fmt: skip
+    click.echo(f"Report:     {result.out / 'detect' / 'report.html'}  (open it in a browser; works offline)")
+
+
+def report_summary(s: Any) -> None:
+    """One line for a :class:`~vadindex.report.report.ReportSummary`, then its notes on stderr."""
+    thumbs = ", ".join(f"{n} {k}" for k, n in sorted(s.thumbnails.items())) or "none"
+    left = f", {s.left_out} videos listed without a section" if s.left_out else ""
+    click.echo(f"Wrote {s.path} ({s.bytes / 1e6:.1f} MB): {s.sections} video sections{left}, {s.plots} plots, "
+               f"thumbnails: {thumbs}; {s.seconds:.1f} s.")  # fmt: skip
+    for note in s.notes:
+        click.echo(f"  note: {note}", err=True)

@@ -29,7 +29,7 @@ CACHE = "cache"
 OWN_FILE = re.compile(
     r"^\.?(manifest\.json|failures\.csv|index\.g\d+\.faiss|videos\.g\d+\.parquet)(\.tmp-\d+)?$"
 )
-OWN_PART = re.compile(r"^\.?\d+\.(segments\.parquet|vectors\.npy|frames\.npy)(\.tmp-\d+)?$")
+OWN_PART = re.compile(r"^\.?\d+\.(segments\.parquet|vectors\.npy|frames\.npy|thumbs\.parquet)(\.tmp-\d+)?$")
 
 SEGMENT_COLUMNS = [
     "video_id", "video", "segment", "start", "end", "start_frame", "end_frame",
@@ -51,6 +51,9 @@ class Part:
     #: The image encoder's arithmetic for this part's videos (``fp32``, ``int8``, ``fp16``; several
     #: comma-separated if they differ); empty in parts written before it was recorded.
     precision: str = ""
+    #: Segments with a stored thumbnail (``build --thumbnails``: ``parts/<name>.thumbs.parquet``);
+    #: 0 means the part has no thumbnail file (parts written without the option, or before it existed).
+    thumbnails: int = 0
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,19 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from vadindex.config import DEFAULT_FPS, DEFAULT_MODEL, DEFAULT_SEGMENT_SECONDS, SamplingSettings
+from vadindex.config import (
+    DEFAULT_FPS,
+    DEFAULT_MODEL,
+    DEFAULT_SEGMENT_SECONDS,
+    STORED_THUMBNAIL_SIZE,
+    SamplingSettings,
+)
 from vadindex.errors import InputError, VadindexError, VideoError
 from vadindex.index.lock import lock_index
 from vadindex.index.manifest import LOCK, MANIFEST, PARTS, read_manifest
 from vadindex.index.writer import IndexWriter, PendingVideo
 from vadindex.ingest.options import BuildOptions
-from vadindex.ingest.sources import VideoSource, collect_sources, fingerprint
+from vadindex.ingest.sources import VideoRoots, VideoSource, collect_sources, fingerprint
 from vadindex.ingest.video import encoder_precision, ingest_video
 from vadindex.models.identity import Encoder
 
@@ -122,7 +128,7 @@ def plan_build(
         segment_seconds=seconds if seconds is not None else DEFAULT_SEGMENT_SECONDS,
     )
     settings.validate()
-    videos, unreadable = collect_sources(sources, manifest)
+    videos, unreadable = collect_sources(sources, manifest, VideoRoots.parse(options.video_root))
     if not videos:
         detail = "; ".join(f"{p}: {r}" for p, r in unreadable) or "no sources given"
         raise InputError(f"no videos to index ({detail})")
@@ -262,8 +268,9 @@ def run_local(plan: BuildPlan, encoder: Encoder, ledger: BuildLedger) -> None:
                 ledger.skip(src)
                 continue
             item = ingest_video(
-                src, encoder, plan.settings, o.batch_size, o.stall_timeout, vid, o.video_timeout
-            )
+                src, encoder, plan.settings, o.batch_size, o.stall_timeout, vid, o.video_timeout,
+                thumbnail_size=STORED_THUMBNAIL_SIZE if o.thumbnails else None,
+            )  # fmt: skip
         except VadindexError as exc:
             if not isinstance(exc, VideoError):
                 raise
