@@ -29,6 +29,7 @@ from vadindex.index.manifest import (
     FAILURES,
     FORMAT_COMPLETE,
     FORMAT_VERSION,
+    LIVE_VIDEO_COLUMNS,
     MANIFEST,
     OWN_FILE,
     OWN_PART,
@@ -269,7 +270,8 @@ class IndexWriter:
             written[f"{PARTS}/{part}.vectors.npy"] = lambda f: save_npy(f, vectors.astype(np.float16))
             written[f"{PARTS}/{part}.frames.npy"] = lambda f: save_npy(f, frames)
             written[f"{PARTS}/{part}.segments.parquet"] = lambda f: save_parquet(f, segments)
-            new_videos = pd.DataFrame(video_rows, columns=VIDEO_COLUMNS)
+            live = [c for c in LIVE_VIDEO_COLUMNS if any(c in v for v in video_rows)]
+            new_videos = pd.DataFrame(video_rows, columns=VIDEO_COLUMNS + live)
             videos = new_videos if videos.empty else pd.concat([videos, new_videos], ignore_index=True)
             parts = (*parts, Part(part, len(segments), len(frames), precision))
         # Added in place, or rebuilt (auto crossing to IVF, a new --index-type) from the float16 parts.
