@@ -338,6 +338,7 @@ class _Engine:
         self._chunks: dict[str, _Chunk] = {}
         self._closed: list[_Chunk] = []
         self._indexed: dict[str, int] = dict.fromkeys(self.sources, 0)
+        self._drops_noted: dict[str, int] = dict.fromkeys(self.sources, 0)
         self.frames_encoded = 0
         self.encode_seconds = 0.0
         self.latencies: list[float] = []
@@ -497,9 +498,9 @@ class _Engine:
             self._closed.append(chunk)  # a reconnect or a timestamp jump: a new recording chunk
             chunk = None
         if chunk is None:
-            chunk = self._chunks[seg.camera] = _Chunk(
-                self.sources[seg.camera], seg, self.queues.dropped[seg.camera]
-            )
+            # Drops since the camera's previous chunk was handed over are this chunk's to report.
+            chunk = _Chunk(self.sources[seg.camera], seg, self._drops_noted[seg.camera])
+            self._chunks[seg.camera] = chunk
         return chunk
 
     def _commit(self) -> None:
@@ -507,6 +508,8 @@ class _Engine:
         self._closed, self._chunks = [], {}
         if chunks:
             self.committer.submit([c.pending(self.queues.dropped[c.source.name]) for c in chunks])
+            for c in chunks:
+                self._drops_noted[c.source.name] = self.queues.dropped[c.source.name]
 
     # -- reporting ------------------------------------------------------------------------------
 
