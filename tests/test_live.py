@@ -165,6 +165,19 @@ def test_queues_drop_the_oldest_and_serve_streams_in_turn() -> None:
     assert q.take(8, timeout=0.2) == [] and time.monotonic() - t >= 0.15
 
 
+def test_segments_that_waited_longer_than_max_lag_are_dropped() -> None:
+    import dataclasses
+
+    now = time.time()
+    q = SegmentQueues(["a", "f"], max_segments=10, max_age=1.0, keep=("f",))
+    for cam in ("a", "f"):
+        q.put(dataclasses.replace(_segment(cam, 0), completed=now - 5.0))  # waited 5 s already
+        q.put(dataclasses.replace(_segment(cam, 1), completed=now))
+    got = q.take(max_frames=100, timeout=0)
+    assert sorted((s.camera, s.index) for s in got) == [("a", 1), ("f", 0), ("f", 1)]
+    assert q.dropped == {"a": 1, "f": 0}  # a followed file is never dropped from
+
+
 def test_a_followed_file_waits_instead_of_dropping() -> None:
     q = SegmentQueues(["f"], max_segments=1)
     q.put(_segment("f", 0))

@@ -82,12 +82,19 @@ def check_supported(sources: list[StreamSource]) -> None:
 class SegmentQueues:
     """Finished segments waiting for the encoder: a bounded queue per stream, drained round-robin.
 
-    When a stream's queue is full its oldest segment is dropped and counted, so a stream can never
-    be more than ``max_segments`` segments behind and one busy stream cannot starve the others.
+    The drop policy: a stream's oldest waiting segment is dropped (and counted) when its queue
+    holds ``max_segments``, and when it has waited ``max_age`` seconds by the time the encoder
+    comes to it; so no stream is ever more than ``max_age`` seconds plus one batch behind, memory
+    stays bounded, and one busy stream cannot starve the others. Streams in ``keep`` (files being
+    followed, which lose nothing by waiting) are never dropped from.
     """
 
-    def __init__(self, names: list[str], max_segments: int) -> None:
+    def __init__(
+        self, names: list[str], max_segments: int, max_age: float | None = None, keep: tuple[str, ...] = ()
+    ) -> None:
         self.max_segments = max(1, max_segments)
+        self.max_age = max_age
+        self.keep = set(keep)
         self._queues: dict[str, deque[LiveSegment]] = {n: deque() for n in names}
         self._order = list(names)
         self._next = 0
@@ -119,6 +126,8 @@ class SegmentQueues:
         with self._cond:
             if not any(self._queues.values()):
                 self._cond.wait(timeout)
+            if self.max_age is not None:
+                self._drop_stale(time.time() - self.max_age)
             out: list[LiveSegment] = []
             frames = 0
             while frames < max_frames and any(self._queues.values()):
@@ -133,6 +142,14 @@ class SegmentQueues:
                         if frames >= max_frames:
                             break
             return out
+
+    def _drop_stale(self, cutoff: float) -> None:
+        for name, q in self._queues.items():
+            while q and q[0].completed < cutoff and name not in self.keep:
+                old = q.popleft()
+                self.dropped[name] += 1
+                self.dropped_frames[name] += old.n_frames
+                self._cond.notify_all()
 
     def pending(self) -> int:
         """Segments waiting."""
@@ -209,7 +226,9 @@ class StreamReader(threading.Thread):
         self.stats = StreamStats()
         self._halt = threading.Event()
         self._timeline = 0
-        self._segmenter = Segmenter(source.name, settings, self._emit)
+        self._segmenter = Segmenter(source.name, settings, self._emit, self._wall_of)
+        #: The timeline's anchor: a stream time and the wall-clock time it was live.
+        self._anchor = (0.0, 0.0)
         #: follow mode: the last stream time taken, and the file size when the last session ended.
         self._resume_t: float | None = None
         self._followed_size: int | None = None
@@ -222,6 +241,11 @@ class StreamReader(threading.Thread):
     def stopping(self) -> bool:
         """True once :meth:`stop` was called."""
         return self._halt.is_set()
+
+    def _wall_of(self, t: float) -> float:
+        """Wall-clock time of stream time ``t`` on the current timeline."""
+        anchor_t, anchor_wall = self._anchor
+        return anchor_wall + (t - anchor_t)
 
     def _emit(self, segment: LiveSegment) -> None:
         self.stats.segments += 1
@@ -386,6 +410,7 @@ class StreamReader(threading.Thread):
                     # burst (probing buffered them); the earliest arrival is the best estimate.
                     anchor_wall = now - (t - anchor_t)
                 last_t, last_wall = t, now
+                self._anchor = (anchor_t, anchor_wall)
                 wall = anchor_wall + (t - anchor_t)
                 lag = now - wall
                 self.stats.lag = lag

@@ -86,10 +86,20 @@ class LiveSegment:
 class Segmenter:
     """Collects one stream's samples and emits each segment once it is complete (one thread)."""
 
-    def __init__(self, camera: str, settings: SamplingSettings, emit: Callable[[LiveSegment], None]) -> None:
+    def __init__(
+        self,
+        camera: str,
+        settings: SamplingSettings,
+        emit: Callable[[LiveSegment], None],
+        clock: Callable[[float], float] | None = None,
+    ) -> None:
+        """``clock`` maps a stream time to wall-clock time as the stream's reader knows it when a
+        segment is emitted (its anchor settles after the first frames' burst); by default each
+        segment takes the wall time its first sample was given."""
         self.camera = camera
         self.settings = settings
         self.emit = emit
+        self.clock = clock
         self.timeline = 0
         self.format: StreamFormat | None = None
         self._t0: float | None = None
@@ -155,7 +165,7 @@ class Segmenter:
         start = self._t0 + k * self.settings.segment_seconds
         first = samples[0]
         # The timeline's anchor maps stream time to wall time linearly.
-        wall_start = first.wall - (first.t - start)
+        wall_start = self.clock(start) if self.clock is not None else first.wall - (first.t - start)
         self.emit(
             LiveSegment(
                 camera=self.camera,
