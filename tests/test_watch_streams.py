@@ -1,8 +1,8 @@
 """``vadindex watch`` against real streams on loopback: FFmpeg over UDP and HTTP, GStreamer's RTSP
 server, a file growing in real time, garbage and silence; generated scenes with known events.
 
-The scenes come from the scene generator (held-out seed 7): a corridor where a fire burns from 3.5 s
-to 8.5 s, and a street where nothing happens. Their sender plays them in real time, so each test
+The scenes come from the scene generator (held-out seed 7): a street where a car burns from 3.5 s to
+8.5 s, and a street where nothing happens. Their sender plays them in real time, so each test
 takes about as long as its streams; the streams of one scenario share one watch.
 """
 

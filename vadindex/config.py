@@ -128,7 +128,8 @@ DEFAULT_WEBHOOK_TIMEOUT = 5.0
 DEFAULT_WEBHOOK_RETRIES = 3
 #: ``vadindex watch``: PyTorch CPU threads of the encoder. One: the stream decoders share the cores,
 #: and a multi-threaded encoder on busy cores waits a scheduler slice at every operation's barrier
-#: (measured: vadindex-tiny on 4-frame batches, 119 frames/s on one thread, 2 on two; BENCHMARKS.md).
+#: (measured on 2 cores shared with other jobs: vadindex-tiny on 4-frame batches, 119 frames/s on one
+#: thread, 2.2 on two; BENCHMARKS.md).
 DEFAULT_WATCH_THREADS = 1
 #: RTSP transport of ``vadindex watch`` (``udp`` for servers and cameras without RTP over TCP).
 RTSP_TRANSPORTS = ("tcp", "udp")

@@ -44,7 +44,7 @@ def demo(out: str, seed: int | None, n_normal: int, n_anomaly: int, live: bool, 
     against the ground truth. vadindex-tiny is a demonstration model for these synthetic scenes,
     not a substitute for a pretrained CLIP on real footage.
 
-    With --live, a held-out scene with a fire is sent as an MPEG-TS stream to udp://127.0.0.1 in
+    With --live, a held-out scene with a car on fire is sent as an MPEG-TS stream to udp://127.0.0.1 in
     real time and `vadindex watch` follows it into OUT/live/index; the demo shows the alert as it
     arrives and exits 0 once it came (1 if it never did). --format json prints the alerts and the
     alert latency.

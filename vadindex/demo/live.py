@@ -1,6 +1,6 @@
 """``vadindex demo --live``: a generated scene with an event, streamed over loopback and watched.
 
-A thread renders a held-out scene (a fire in a corridor, seed 7) and sends it as MPEG-TS over
+A thread renders a held-out scene (a car on fire in a street, seed 7) and sends it as MPEG-TS over
 UDP to ``127.0.0.1`` in real time with PyAV, as a camera would; :func:`vadindex.live.watch.watch`
 follows that stream with ``vadindex-tiny`` and the demo's prompts (wordings never used in
 training), and the demo ends once the event's alert came.
@@ -36,7 +36,7 @@ log = logging.getLogger("vadindex")
 DEMO_MODEL = "vadindex-tiny"
 CAMERA = "demo-cam"
 #: The streamed scene: ``(seed, index, class)`` of :func:`vadindex.demo.synth.build_video`. Held out
-#: (seed 7); a 10.7 s corridor scene whose fire burns from 3.5 s to 8.5 s.
+#: (seed 7); a 10.7 s street scene where a car burns from 3.5 s to 8.5 s.
 SCENE = (synth.DEMO_SEED, 7, "Fire")
 #: Seconds of the scene's first frame sent before it, so the watcher is connected when it starts.
 LEAD_IN = 2.0
