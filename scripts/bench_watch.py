@@ -17,7 +17,8 @@ by ``ffmpeg -re`` without re-encoding (``-c copy``), so the senders cost next to
   ``encoder_fps / fps`` streams. Then ``--seconds`` of watching N streams at once for N around the
   prediction: a stream is followed when no segment was dropped and the 95th percentile of the delay
   from a segment's end to its decision is at most ``--max-delay`` seconds. ``max_streams_followed``
-  is the largest N followed; the target is the prediction within 15 %. Above it, the runs show the
+  is the largest N followed; the target is the prediction within 15 % (in whole streams:
+  ``target_met``). Above it, the runs show the
   drop policy at work: oldest segments dropped (counted), delay bounded by ``--max-lag``.
 
 The last line printed is one JSON object with the figures.
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -330,6 +332,9 @@ def main() -> None:
                 "predicted_streams": round(predicted, 2),
                 "max_streams_followed": best,
                 "ratio_to_prediction": round(best / predicted, 3) if predicted else None,
+                # Whole streams only: met when the largest followed count is a whole number of
+                # streams within 15 % of the prediction (1 for 1.76, say).
+                "target_met": math.floor(0.85 * predicted) <= best <= math.ceil(1.15 * predicted),
                 "runs": runs,
             }
     result["load_end"] = round(os.getloadavg()[0], 2)
