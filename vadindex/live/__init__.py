@@ -4,7 +4,8 @@ the index writer, with detection and alerts as segments arrive (``vadindex watch
 ``sources`` parses stream URLs and ``cameras.yaml``, ``reader`` runs a stream's decoding thread
 (timeouts, reconnects, the drop policy), ``segmenter`` cuts its samples into segments, ``scorer``
 applies the detect rule to new segments, ``alerts`` turns flagged segments into events and alerts,
-``options`` declares the watch's options, and ``watch`` is the engine that ties them together.
+``options`` declares the watch's options, and ``watch`` is the engine that ties them together
+(``vadindex.live.watch.watch``; not re-exported here, where the name is the module's).
 """
 
 from __future__ import annotations
@@ -37,6 +38,5 @@ __getattr__ = exports(
         "load_cameras": "sources",
         "parse_source": "sources",
         "WatchSummary": "watch",
-        "watch": "watch",
     },
 )

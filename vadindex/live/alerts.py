@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from vadindex import __version__
-from vadindex.errors import InputError
+from vadindex.errors import InputError, StoreError
 from vadindex.files import atomic_path
 from vadindex.index.manifest import ALERTS, ALERTS_DIR
 from vadindex.live.segmenter import LiveSegment
@@ -348,11 +348,11 @@ def read_alerts(
         ``classes``.
 
     Raises:
-        InputError: neither the index nor the log exists.
+        StoreError: neither the index nor the log exists.
     """
     path = alerts_file(index, alerts)
     if not path.is_file() and not Path(index).expanduser().is_dir():
-        raise InputError(f"{index}: no such index")
+        raise StoreError(f"{index}: no such index (watch one with `vadindex watch SOURCE --index {index}`)")
     merged: dict[str, dict[str, Any]] = {}
     for record in read_alert_records(path):
         merged.setdefault(record["alert_id"], {}).update(record)

@@ -62,10 +62,12 @@ def check_supported(sources: list[StreamSource]) -> None:
     Raises:
         InputError: naming the source and how to relay it.
     """
+    checked = set()
     for src in sources:
-        if "://" not in src.url:
+        scheme = src.url.split("://", 1)[0].lower() if "://" in src.url else ""
+        if not scheme or scheme in checked:
             continue
-        scheme = src.url.split("://", 1)[0].lower()
+        checked.add(scheme)
         try:
             # An unknown protocol fails before any I/O; anything else (refused, timed out) is fine here.
             with av.open(f"{scheme}://127.0.0.1:1", timeout=(0.05, 0.05)):
