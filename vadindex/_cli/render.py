@@ -148,3 +148,53 @@ def report_summary(s: Any) -> None:
                f"thumbnails: {thumbs}; {s.seconds:.1f} s.")  # fmt: skip
     for note in s.notes:
         click.echo(f"  note: {note}", err=True)
+
+
+def watch_summary(s: Any) -> None:
+    """What a :class:`~vadindex.live.watch.WatchSummary` did, on stderr (stdout carries the alerts)."""
+    click.echo(
+        f"watch stopped ({s.stopped}) after {s.seconds:.0f} s: {s.segments_indexed} segments indexed, "
+        f"{s.frames_encoded} frames encoded, {s.alerts} alerts. Index {s.index}: {s.total_segments} segments, "
+        f"generation {s.generation} [{s.model}, {s.precision or '?'}].",
+        err=True,
+    )
+    for name, st in s.streams.items():
+        click.echo(
+            f"  {name}: {st['state']}, {st['segments_indexed']} segments, {st['connects']} connections, "
+            f"{st['dropped_segments']} segments dropped, {st['bad_packets']} bad packets"
+            + (f"; last error: {st['last_error']}" if st["last_error"] else ""),
+            err=True,
+        )
+    if s.webhook is not None:
+        w = s.webhook
+        click.echo(f"  webhook: {w['sent']} sent, {w['failed']} failed, {w['dropped']} dropped", err=True)
+
+
+def live_alert(record: dict[str, Any]) -> None:
+    """One alert record as a line a person reads."""
+    if record["type"] == "alert":
+        click.echo(
+            f"ALERT {record['best_class']} on {record['camera']} at {record['start'][11:23]} "
+            f"(peak {record['peak_score']:.2f}, {record['latency_s']:.2f} s after its first flagged segment "
+            f"ended); thumbnail {record['thumbnail']}"
+        )
+    else:
+        click.echo(
+            f"  event {record['alert_id']} ended at {record['end'][11:23]}: {record['n_segments']} segments"
+        )
+
+
+def live_demo(result: Any) -> None:
+    """The outcome of ``vadindex demo --live``."""
+    if result.detected:
+        click.echo(
+            f"The {result.event_class} event streamed to {result.url} raised its alert "
+            f"{result.latency_s:.2f} s after its first flagged segment ended. Index: {result.index}; "
+            f"alerts: vadindex alerts --index {result.index}"
+        )
+    else:
+        click.echo(
+            f"No {result.event_class} alert came from {result.url} ({result.frames_sent} frames sent); "
+            "see the status lines above",
+            err=True,
+        )
