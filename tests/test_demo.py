@@ -58,6 +58,9 @@ def test_detection_and_search_work_on_unseen_scenes(demo) -> None:  # type: igno
 
 def test_demo_writes_its_outputs(demo) -> None:  # type: ignore[no-untyped-def]
     out: Path = demo.out
-    for rel in ("scenes/manifest.csv", "scenes/annotations.txt", "detect/videos.csv", "detect/segments.csv"):
+    for rel in ("scenes/manifest.csv", "scenes/annotations.txt", "detect/videos.csv", "detect/segments.csv",
+                "detect/report.html"):  # fmt: skip
         assert (out / rel).is_file(), rel
     assert set(demo.to_dict()["metrics"]) >= {"video_f1", "segment_f1", "precision_at_5"}
+    html = (out / "detect" / "report.html").read_text()
+    assert html.count('<section class="video') == demo.metrics["videos"] and "vadindex report --index" in html

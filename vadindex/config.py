@@ -56,6 +56,19 @@ DEFAULT_VIDEO_TIMEOUT: float | None = None
 
 DEFAULT_TOP_K_RESULTS = 10
 
+#: Longest side (pixels) of a segment thumbnail decoded from its video (reports, search pages).
+DEFAULT_THUMBNAIL_SIZE = 256
+#: Longest side of the thumbnails ``build --thumbnails`` stores in the index: about 4 KB each.
+STORED_THUMBNAIL_SIZE = 160
+#: Video sections in a report (``--max-videos``); the rest are listed in one table.
+DEFAULT_REPORT_MAX_VIDEOS = 200
+#: Thumbnails shown per video section of a report: its best-scoring segments.
+REPORT_TOP_SEGMENTS = 3
+#: ``--video-root``, shared by ``build``, ``report``, ``query --html`` and ``detect --out``.
+VIDEO_ROOT_HELP = (
+    "OLD=NEW: footage that moved; a video recorded (or listed) under folder OLD is read from NEW."
+)
+
 #: ``--device`` values besides ``cuda:N``.
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: ``--precision`` values (see :func:`vadindex.models.precision.resolve_precision`).
@@ -100,6 +113,40 @@ DEFAULT_VIDEO_AGG = "ratio"
 DEFAULT_VIDEO_TOP_K = 3
 #: Folds of the by-video cross-validation in ``vadindex tune``.
 DEFAULT_TUNE_FOLDS = 5
+
+#: ``vadindex watch``: seconds between commits; a ``kill -9`` loses at most this much of every stream.
+DEFAULT_COMMIT_SECONDS = 10.0
+#: ``vadindex watch``: an event of a camera that starts less than this many seconds after its previous
+#: event ended raises no new alert; it extends the previous one.
+DEFAULT_COOLDOWN = 10.0
+#: ``vadindex watch``: seconds a stream may take to open (FFmpeg probes twice, so up to twice this)
+#: and to deliver the next packet before it counts as lost and is reconnected.
+DEFAULT_OPEN_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 5.0
+#: ``vadindex watch``: seconds of completed segments a stream may have waiting for the encoder; beyond
+#: that the oldest are dropped (counted), so latency stays bounded when the CPU cannot keep up.
+DEFAULT_MAX_LAG = 4.0
+#: ``vadindex watch``: a decoder this many seconds behind real time decodes keyframes only until it is
+#: back within ``KEYFRAME_RESUME_LAG`` seconds.
+KEYFRAME_ONLY_LAG = 1.5
+KEYFRAME_RESUME_LAG = 0.3
+#: ``vadindex watch``: reconnect back-off, first and longest wait in seconds (doubling, with jitter).
+RECONNECT_MIN_DELAY = 0.5
+RECONNECT_MAX_DELAY = 30.0
+#: ``vadindex watch``: segments the index must hold before a calibrated rule (``--calibrate``) raises
+#: alerts; until then segments are indexed and scored but calibration has nothing to compare with.
+DEFAULT_MIN_HISTORY = 60
+#: ``vadindex watch --webhook``: seconds per POST, and attempts after the first.
+DEFAULT_WEBHOOK_TIMEOUT = 5.0
+DEFAULT_WEBHOOK_RETRIES = 3
+#: ``vadindex watch``: PyTorch CPU threads of the encoder. One: the stream decoders share the cores,
+#: and a multi-threaded encoder on busy cores waits a scheduler slice at every operation's barrier
+#: (measured on 2 cores shared with other jobs: vadindex-tiny on 4-frame batches, 119 frames/s on one
+#: thread, 2.2 on two; BENCHMARKS.md).
+DEFAULT_WATCH_THREADS = 1
+#: RTSP transport of ``vadindex watch`` (``udp`` for servers and cameras without RTP over TCP).
+RTSP_TRANSPORTS = ("tcp", "udp")
+DEFAULT_RTSP_TRANSPORT = "tcp"
 
 VIDEO_EXTENSIONS = (
     ".mp4",

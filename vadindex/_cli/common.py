@@ -83,9 +83,9 @@ def options_from(cls: type, *, exclude: tuple[str, ...] = ()) -> Decorator:
         kind = field_type(cls, f.name)
         choices = meta.get("choices")
         help_text = meta.get("help", "")
-        shown = None
         if "[default:" not in help_text and f.default is not None:
             shown = f"{f.default:g}" if isinstance(f.default, float) else str(f.default)
+            help_text = f"{help_text}  [default: {shown}]"
         flag = "--" + f.name.replace("_", "-")
         if kind is bool:
             flag = f"{flag}/--no-{f.name.replace('_', '-')}"
@@ -95,7 +95,6 @@ def options_from(cls: type, *, exclude: tuple[str, ...] = ()) -> Decorator:
                 f.name,
                 type=click.Choice(choices) if choices else (None if kind is bool else kind),
                 default=None,
-                show_default=shown if shown is not None else False,
                 metavar=meta.get("metavar"),
                 help=help_text,
             )

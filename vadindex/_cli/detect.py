@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,9 +21,11 @@ from vadindex._cli.common import (
     log,
     moved_weights_option,
     normal_prompts_option,
+    options_from,
     prompts_option,
 )
 from vadindex.detect.options import CONFIG_INPUTS, DetectOptions
+from vadindex.report.options import ReportOptions
 
 
 @click.command(name="detect")
@@ -31,7 +34,8 @@ from vadindex.detect.options import CONFIG_INPUTS, DetectOptions
 @click.option("--cache/--no-cache", "use_cache", default=True, show_default=True,
               help="Reuse text embeddings and similarities cached in the index folder.")  # fmt: skip
 @click.option("--out", "out", type=click.Path(path_type=str), default=None,
-              help="Write segments.csv, videos.csv and detect.json here.")  # fmt: skip
+              help="Write segments.csv, videos.csv, detect.json and report.html (see `vadindex report`) here.")  # fmt: skip
+@options_from(ReportOptions)
 @device_option("the text encoder")
 @moved_weights_option
 @click.option(
@@ -64,6 +68,7 @@ def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_
     from vadindex.detect.pipeline import detect
     from vadindex.detect.result import write_outputs
 
+    report_opts = ReportOptions(**given(ReportOptions, options))
     inputs = {k: options.pop(k) for k in CONFIG_INPUTS}
     opts, inputs = resolve_settings(config_file, {**given(DetectOptions, options), **inputs})
     if not inputs["prompts"]:
@@ -74,14 +79,21 @@ def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_
         pretrained=pretrained, use_cache=use_cache,
     )  # fmt: skip
     if out:
+        from vadindex.report.report import command_line, write_report
+
         written = write_outputs(result, out)
-        log.info("wrote %s", ", ".join(str(p) for p in written))
+        command = command_line(
+            "detect", index, inputs["prompts"], inputs["normal_prompts"], opts, inputs["annotations"],
+            annotation_format, config_file, extra=["--out", out],
+        )  # fmt: skip
+        report = write_report(result, Path(out) / "report.html", options=report_opts, command=command)
+        log.info("wrote %s and %s", ", ".join(str(p) for p in written), report.path)
     if fmt == "json":
         result.write_json(sys.stdout, segments=json_segments)
         return
     render.detection(result)
     if out:
-        click.echo(f"Wrote {out}/segments.csv, videos.csv, detect.json")
+        click.echo(f"Wrote {out}/segments.csv, videos.csv, detect.json, report.html")
 
 
 @click.command(name="tune")
@@ -101,7 +113,8 @@ def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_
 )  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fold shuffle.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=str),
-              help="Write the best settings here (YAML for `detect --config`).")  # fmt: skip
+              help="Write the best settings here (YAML for `detect --config`), and the heat maps beside it "
+                   "(best.yaml -> best.html).")  # fmt: skip
 @device_option("the text encoder (prompts not cached yet)")
 @moved_weights_option
 @format_option(("text", "json"))
@@ -126,8 +139,15 @@ def tune_cmd(index: str, prompts: str, normal_prompts: str | None, annotations: 
         index, prompts, normal_prompts=normal_prompts, annotations=annotations, annotation_format=annotation_format,
         metric=metric, folds=folds, grid=grid, seed=seed, device=device, pretrained=pretrained,
     )  # fmt: skip
+    from vadindex.report.tuning import write_tune_page
+
     target = write_settings(result, out, prompts, normal_prompts, annotations)
+    page_path = (
+        target.with_suffix(".html") if target.suffix.lower() != ".html" else target.with_suffix(".page.html")
+    )
+    page = write_tune_page(result, page_path, str(target))
     if fmt == "json":
-        render.echo_json({"best": result.best, **result.to_dict()})
+        render.echo_json({"best": result.best, **result.to_dict(), "page": str(page)})
         return
     render.tuning(result, metric, target, index)
+    click.echo(f"Wrote {page}: F1 over segment threshold x video ratio, per fold.")

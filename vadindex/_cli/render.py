@@ -90,6 +90,10 @@ def index_info(info: dict[str, Any]) -> None:
                        "rest are searched exactly until the build ends")  # fmt: skip
     if info["precision"]:
         click.echo(f"precision  image encoder {', '.join(info['precision'])}")
+    if info.get("thumbnails"):
+        click.echo(
+            f"thumbnails {info['thumbnails']} of {info['n_segments']} segments stored (build --thumbnails)"
+        )
     if info["files"]:
         click.echo(
             f"files      {info['files']}, {info['bytes'] / 1e6:.1f} MB, SHA-256 recorded (`vadindex check`)"
@@ -133,3 +137,64 @@ def demo(result: Any) -> None:
     click.echo(f"Search         precision@5 {m['precision_at_5']:.3f}")
     click.echo(f"\nDetections: {result.out / 'detect'}/videos.csv, segments.csv  "
                f"(took {sum(result.timings.values()):.0f} s)")  # fmt: skip
+    click.echo(f"Report:     {result.out / 'detect' / 'report.html'}  (open it in a browser; works offline)")
+
+
+def report_summary(s: Any) -> None:
+    """One line for a :class:`~vadindex.report.report.ReportSummary`, then its notes on stderr."""
+    thumbs = ", ".join(f"{n} {k}" for k, n in sorted(s.thumbnails.items())) or "none"
+    left = f", {s.left_out} videos listed without a section" if s.left_out else ""
+    click.echo(f"Wrote {s.path} ({s.bytes / 1e6:.1f} MB): {s.sections} video sections{left}, {s.plots} plots, "
+               f"thumbnails: {thumbs}; {s.seconds:.1f} s.")  # fmt: skip
+    for note in s.notes:
+        click.echo(f"  note: {note}", err=True)
+
+
+def watch_summary(s: Any) -> None:
+    """What a :class:`~vadindex.live.watch.WatchSummary` did, on stderr (stdout carries the alerts)."""
+    click.echo(
+        f"watch stopped ({s.stopped}) after {s.seconds:.0f} s: {s.segments_indexed} segments indexed, "
+        f"{s.frames_encoded} frames encoded, {s.alerts} alerts. Index {s.index}: {s.total_segments} segments, "
+        f"generation {s.generation} [{s.model}, {s.precision or '?'}].",
+        err=True,
+    )
+    for name, st in s.streams.items():
+        click.echo(
+            f"  {name}: {st['state']}, {st['segments_indexed']} segments, {st['connects']} connections, "
+            f"{st['dropped_segments']} segments dropped, {st['bad_packets']} bad packets"
+            + (f"; last error: {st['last_error']}" if st["last_error"] else ""),
+            err=True,
+        )
+    if s.webhook is not None:
+        w = s.webhook
+        click.echo(f"  webhook: {w['sent']} sent, {w['failed']} failed, {w['dropped']} dropped", err=True)
+
+
+def live_alert(record: dict[str, Any]) -> None:
+    """One alert record as a line a person reads."""
+    if record["type"] == "alert":
+        click.echo(
+            f"ALERT {record['best_class']} on {record['camera']} at {record['start'][11:23]} "
+            f"(peak {record['peak_score']:.2f}, {record['latency_s']:.2f} s after its first flagged segment "
+            f"ended); thumbnail {record['thumbnail']}"
+        )
+    else:
+        click.echo(
+            f"  event {record['alert_id']} ended at {record['end'][11:23]}: {record['n_segments']} segments"
+        )
+
+
+def live_demo(result: Any) -> None:
+    """The outcome of ``vadindex demo --live``."""
+    if result.detected:
+        click.echo(
+            f"The {result.event_class} event streamed to {result.url} raised its alert "
+            f"{result.latency_s:.2f} s after its first flagged segment ended. Index: {result.index}; "
+            f"alerts: vadindex alerts --index {result.index}"
+        )
+    else:
+        click.echo(
+            f"No {result.event_class} alert came from {result.url} ({result.frames_sent} frames sent); "
+            "see the status lines above",
+            err=True,
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from vadindex import config as C
@@ -10,9 +12,13 @@ from vadindex._cli.common import (
     device_option,
     format_option,
     friendly_errors,
+    given,
     index_option,
+    log,
     moved_weights_option,
+    options_from,
 )
+from vadindex.report.options import ReportOptions
 
 
 @click.command()
@@ -35,10 +41,14 @@ from vadindex._cli.common import (
     "--precision", type=click.Choice(C.PRECISIONS), default=C.DEFAULT_PRECISION, show_default=True,
     help="Image-encoder arithmetic for --image (text is always encoded in full precision).",
 )  # fmt: skip
+@click.option("--html", "html", type=click.Path(path_type=str), default=None,
+              help="Also write the hits as a self-contained page of thumbnail cards (video, start-end, score).")  # fmt: skip
+@options_from(ReportOptions, exclude=("max_videos", "thumbnails"))
 @format_option()
 @friendly_errors
 def query(text: str | None, index: str, k: int, video: str | None, image: str | None, device: str,
-          pretrained: str | None, exact: bool, precision: str, fmt: str) -> None:  # fmt: skip
+          pretrained: str | None, exact: bool, precision: str, html: str | None, fmt: str,
+          **options: Any) -> None:  # fmt: skip
     """Search segments by text (or by an example image), best first.
 
     \b
@@ -46,9 +56,16 @@ def query(text: str | None, index: str, k: int, video: str | None, image: str | 
       vadindex query "a person lying on the ground" --index indexes/cams
       vadindex query "a red car" --index indexes/cams -k 20 --video 'lot-*' --format json
       vadindex query --image suspect.jpg --index indexes/cams
+      vadindex query "a fire" --index indexes/cams --html hits.html
     """
     from vadindex.search.query import query_index
 
     results = query_index(index, text, image=image, k=k, video=video, device=device, pretrained=pretrained,
                           precision=precision, exact=exact)  # fmt: skip
+    page_options = ReportOptions(**given(ReportOptions, options))
+    if html:
+        from vadindex.report.hits import write_hits_page
+
+        page = write_hits_page(index, results, html, query=text, image=image, options=page_options)
+        log.info("wrote %s", page)
     render.table(results.drop(columns=["video_id"]) if fmt == "table" else results, fmt)

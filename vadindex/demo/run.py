@@ -15,9 +15,11 @@ import pandas as pd
 from vadindex.api import VideoIndex
 from vadindex.config import DEFAULT_DEVICE
 from vadindex.demo import synth
+from vadindex.detect.options import DetectOptions
 from vadindex.detect.result import write_outputs
 from vadindex.errors import InputError
 from vadindex.models.weights import builtin_weights
+from vadindex.report.report import command_line, write_report
 
 log = logging.getLogger("vadindex")
 
@@ -42,6 +44,7 @@ class DemoResult:
             "index": str(self.out / "index"),
             "scenes": str(self.out / "scenes"),
             "detect": str(self.out / "detect"),
+            "report": str(self.out / "detect" / "report.html"),
             "metrics": self.metrics,
             "queries": self.queries,
             "timings": {k: round(v, 2) for k, v in self.timings.items()},
@@ -77,12 +80,12 @@ def run_demo(
     device: str = DEFAULT_DEVICE,
     progress: bool = False,
 ) -> DemoResult:
-    """Generate a scene set, index it with ``vadindex-tiny``, query, detect and evaluate.
+    """Generate a scene set, index it with ``vadindex-tiny``, query, detect, evaluate and report.
 
     Everything runs offline: the scenes are rendered here and the model ships with the package.
 
     Args:
-        out: output folder (scenes/, index/, detect/ inside it).
+        out: output folder (scenes/, index/, detect/ inside it; the report is detect/report.html).
         seed: scene-set seed; the default is a seed never used for training.
         n_normal: normal videos to generate.
         n_anomaly: anomalous videos to generate (spread over the event classes).
@@ -127,6 +130,14 @@ def run_demo(
     )
     write_outputs(result, root / "detect")
     timings["detect_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    command = command_line(
+        "report", root / "index", list(synth.DEMO_ANOMALY_PROMPTS), list(synth.DEMO_NORMAL_PROMPTS),
+        DetectOptions(), scenes.annotations_path, extra=["--out", str(root / "detect" / "report.html")],
+    )  # fmt: skip
+    write_report(result, root / "detect" / "report.html", snapshot=index.snapshot, command=command)
+    timings["report_s"] = time.perf_counter() - t
 
     metrics = {
         **_summary(result.metrics or {}),

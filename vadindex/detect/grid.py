@@ -85,6 +85,9 @@ class TuneResult:
     in_sample: float
     candidates: int
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Per fold, then for all labelled videos: video F1 over segment threshold x video ratio of the
+    #: chosen rule configuration (:func:`threshold_grid`), for ``vadindex tune``'s heat maps.
+    heatmaps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def options(self) -> DetectOptions:
@@ -284,6 +287,39 @@ def _select(
     return best, aucs[best_cfg]
 
 
+def threshold_grid(
+    data: TuneData, cands: _Candidates, P: np.ndarray, best: int, videos: np.ndarray
+) -> dict[str, Any] | None:
+    """Video F1 on ``videos`` over the two thresholds of the method, segment threshold x video
+    ratio, for the rule configuration of candidate ``best`` with ratio aggregation.
+
+    Returns:
+        ``thresholds``, ``ratios``, ``f1`` (a thresholds x ratios list of lists, NaN where the grid
+        has no candidate), ``chosen`` (the cell of ``best``, or ``None`` when it aggregates otherwise)
+        and ``settings`` (``best``'s); ``None`` when the grid has no ratio aggregation.
+    """
+    config = cands.config[best]
+    members = [
+        i for i, c in enumerate(cands.config) if c == config and cands.params[i]["video_agg"] == "ratio"
+    ]
+    if not members:
+        return None
+    thresholds = sorted({float(cands.params[i]["segment_threshold"]) for i in members})
+    ratios = sorted({float(cands.params[i]["video_ratio"]) for i in members})
+    f1 = np.full((len(thresholds), len(ratios)), np.nan)
+    values = _f1(P[members][:, videos], data.labels[videos] == 1)
+    cell = {}
+    for i, value in zip(members, values, strict=True):
+        at = (
+            thresholds.index(float(cands.params[i]["segment_threshold"])),
+            ratios.index(float(cands.params[i]["video_ratio"])),
+        )
+        f1[at] = value
+        cell[i] = at
+    return {"thresholds": thresholds, "ratios": ratios, "f1": f1.tolist(), "chosen": cell.get(best),
+            "settings": _clean(cands.params[best])}  # fmt: skip
+
+
 def fold_splits(labels: np.ndarray, folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Train/test video positions of each fold, over the labelled videos only (split by video).
 
@@ -333,9 +369,12 @@ def search(
         raise InputError("the grid holds no valid candidate")
     P = np.stack(cands.decisions)
     log.info("tune: %d candidates, %d folds", len(cands.params), len(splits))
-    report, held = [], []
+    report, held, heatmaps = [], [], []
     for i, (train, test) in enumerate(splits):
         best, train_value = _select(data, cands, seg_scores, P, train, metric)
+        grid_f1 = threshold_grid(data, cands, P, best, test)
+        if grid_f1 is not None:
+            heatmaps.append({"name": f"fold {i + 1}: held-out F1 on {len(test)} videos", **grid_f1})
         y_test = data.labels[test] == 1
         test_f1 = float(_f1(P[best : best + 1, test], y_test)[0])
         test_auc = _config_auc(data, seg_scores[cands.config[best]], cands.vscores[best], test)
@@ -348,7 +387,12 @@ def search(
         })  # fmt: skip
     everyone = np.flatnonzero(data.labels >= 0)
     best, value = _select(data, cands, seg_scores, P, everyone, metric)
-    return TuneResult(_clean(cands.params[best]), metric, held, report, value, len(cands.params))
+    grid_f1 = threshold_grid(data, cands, P, best, everyone)
+    if grid_f1 is not None:
+        heatmaps.append({"name": f"all {len(everyone)} labelled videos (the settings written)", **grid_f1})
+    return TuneResult(
+        _clean(cands.params[best]), metric, held, report, value, len(cands.params), heatmaps=heatmaps
+    )
 
 
 def _clean(params: dict[str, Any]) -> dict[str, Any]:

@@ -73,9 +73,12 @@ def detect(
         use_cache=use_cache,
     )  # fmt: skip
     neighbours = load_neighbours(snap, opts.knn_k, use_cache) if opts.knn_k > 0 else None
-    return decide_classes(
+    result = decide_classes(
         snap, sims, spec, opts, frame_sims=frame_sims, neighbours=neighbours, annotations=truth
     )
+    if isinstance(annotations, (str, os.PathLike)):  # recorded so that reports can repeat the detection
+        result.settings.update(annotations=os.fspath(annotations), annotation_format=annotation_format)
+    return result
 
 
 def decide(
@@ -161,7 +164,7 @@ def decide_classes(
         "prompt_set": spec.source,
     }
     return DetectResult(seg_cols, vids, metrics, spec, settings, np.asarray(sims), tuple(spec.class_names),
-                        names, ids)  # fmt: skip
+                        names, ids, truth)  # fmt: skip
 
 
 def _video_table(

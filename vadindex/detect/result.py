@@ -40,6 +40,9 @@ class DetectResult:
     #: Name and id of every video of the index, in its video-table order.
     video_names: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     video_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    #: The annotations matched to the index (a :class:`vadindex.evaluate.annotations.GroundTruth`),
+    #: when the detection was given some; reports draw frame-level curves and spans from it.
+    ground_truth: Any = None
 
     @cached_property
     def segments(self) -> pd.DataFrame:

@@ -146,17 +146,49 @@ def calibrate_similarities(sims: np.ndarray, method: str) -> np.ndarray:
     """Calibrate every column against its own distribution over the rows (see the module docstring)."""
     if method == "none":
         return np.asarray(sims, dtype=np.float32)  # used as is: no need for a float64 copy
-    s = np.asarray(sims, dtype=np.float64)
-    if method == "zscore":
-        std = s.std(axis=0)
-        return (s - s.mean(axis=0)) / np.where(std > 1e-12, std, 1.0)
-    if method == "percentile":
+    return Calibration.fit(sims, method).apply(sims)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The per-class statistics of a calibration, fitted on some rows and applicable to others.
+
+    ``detect`` fits and applies it on the same rows (the whole index); ``watch`` fits it on the
+    index's history and applies it to segments as they arrive.
+    """
+
+    method: str
+    n: int
+    mean: np.ndarray | None = None  # zscore: per class
+    std: np.ndarray | None = None
+    sorted_columns: np.ndarray | None = None  # percentile: (n_classes, n), each row sorted
+
+    @classmethod
+    def fit(cls, sims: np.ndarray, method: str) -> Calibration:
+        """The statistics of ``method`` over the rows of ``(n, n_classes)`` similarities."""
+        s = np.asarray(sims, dtype=np.float64)
+        if method == "none":
+            return cls(method, len(s))
+        if method == "zscore":
+            std = s.std(axis=0)
+            return cls(method, len(s), mean=s.mean(axis=0), std=np.where(std > 1e-12, std, 1.0))
+        if method == "percentile":
+            return cls(method, len(s), sorted_columns=np.sort(s.T, axis=1))
+        raise InputError(f"unknown calibration {method!r}; choose one of {', '.join(CALIBRATIONS)}")
+
+    def apply(self, sims: np.ndarray) -> np.ndarray:
+        """Calibrated values of ``(m, n_classes)`` similarities against the fitted rows."""
+        if self.method == "none":
+            return np.asarray(sims, dtype=np.float32)
+        s = np.asarray(sims, dtype=np.float64)
+        if self.method == "zscore":
+            assert self.mean is not None and self.std is not None
+            return (s - self.mean) / self.std
+        assert self.sorted_columns is not None
         out = np.empty_like(s)
-        for c in range(s.shape[1]):
-            col = np.sort(s[:, c])
-            out[:, c] = np.searchsorted(col, s[:, c], side="right") / max(len(col), 1)
+        for c, col in enumerate(self.sorted_columns):
+            out[:, c] = np.searchsorted(col, s[:, c], side="right") / max(self.n, 1)
         return out
-    raise InputError(f"unknown calibration {method!r}; choose one of {', '.join(CALIBRATIONS)}")
 
 
 def class_scores(
@@ -280,6 +312,8 @@ def apply_rule(
     frame_row: np.ndarray | None = None,
     n_frames: np.ndarray | None = None,
     neighbours: np.ndarray | None = None,
+    calibration: Calibration | None = None,
+    frame_calibration: Calibration | None = None,
 ) -> RuleResult:
     """Score and decide every segment with the full pipeline of the module docstring.
 
@@ -292,6 +326,8 @@ def apply_rule(
         frame_sims, frame_row, n_frames: frame similarities and each segment's frame rows
             (needed by ``frame-vote``).
         neighbours: ``(n_segments, K)`` nearest segments (needed when ``knn_k > 0``).
+        calibration, frame_calibration: statistics to calibrate segments (frames) against, fitted
+            elsewhere (the index's history); by default each is fitted on the rows given here.
 
     Returns:
         A :class:`RuleResult`.
@@ -304,7 +340,11 @@ def apply_rule(
         raise InputError("scoring needs at least one anomaly prompt and one normal prompt")
     params.check_classes(sims.shape[1])
     n = len(sims)
-    values = calibrate_similarities(sims, params.calibrate)
+    if calibration is not None and calibration.method != params.calibrate:
+        raise ValueError(f"calibration is {calibration.method}, the options say {params.calibrate}")
+    values = (
+        calibration.apply(sims) if calibration is not None else calibrate_similarities(sims, params.calibrate)
+    )
     vcols = by_class(values)
     scols = vcols if params.calibrate == "none" else by_class(sims)
     score, best_a, best_n = class_scores(sims, is_anomaly, logit_scale, params.calibrate, values, vcols)
@@ -317,7 +357,8 @@ def apply_rule(
     elif params.rule == "frame-vote":
         if frame_sims is None or frame_row is None or n_frames is None:
             raise InputError("the frame-vote rule needs the index's frame embeddings")
-        frame_score, _, _ = class_scores(frame_sims, is_anomaly, logit_scale, params.calibrate)
+        frame_values = frame_calibration.apply(frame_sims) if frame_calibration is not None else None
+        frame_score, _, _ = class_scores(frame_sims, is_anomaly, logit_scale, params.calibrate, frame_values)
         voted = kth_largest_per_segment(frame_score, frame_row, n_frames, params.frame_votes)
         score = np.where(np.isnan(voted), score, voted)
     raw = np.asarray(score, dtype=np.float64)
@@ -333,16 +374,10 @@ def apply_rule(
             raise InputError("--smooth needs the video and position of every segment")
         score = smooth_scores(score, video_ids, position, params.smooth)
         margin = smooth_scores(margin, video_ids, position, params.smooth)
-    if params.rule == "topk":
-        anomalous = margin > 0
-    else:
-        anomalous = score >= params.segment_threshold
-        if params.rule == "balanced":
-            anomalous &= margin > 0
     anomaly_cols = np.flatnonzero(is_anomaly)
     return RuleResult(
         score=score,
-        anomalous=np.asarray(anomalous, dtype=bool),
+        anomalous=rule_decision(score, margin, params),
         raw_score=raw,
         best_class=argmax_rows(vcols) if n else np.zeros(0, np.int64),
         best_anomaly_class=anomaly_cols[argmax_rows(vcols[is_anomaly])] if n else np.zeros(0, np.int64),
@@ -350,3 +385,19 @@ def apply_rule(
         best_normal=scols[~is_anomaly].max(axis=0) if n else np.zeros(0, np.float32),
         margin=np.asarray(margin, dtype=np.float64),
     )
+
+
+def rule_decision(score: np.ndarray, margin: np.ndarray, params: DetectOptions) -> np.ndarray:
+    """The last step of every rule: compare the final score (and margin) with the threshold.
+
+    ``threshold`` and ``frame-vote``: ``score >= tau``; ``balanced``: also ``margin > 0``; ``topk``:
+    ``margin > 0`` (the vote share above one half).
+    """
+    score = np.asarray(score, dtype=np.float64)
+    margin = np.asarray(margin, dtype=np.float64)
+    if params.rule == "topk":
+        return margin > 0
+    anomalous = score >= params.segment_threshold
+    if params.rule == "balanced":
+        anomalous &= margin > 0
+    return np.asarray(anomalous, dtype=bool)

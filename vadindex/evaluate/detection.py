@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from vadindex.evaluate.annotations import GroundTruth
-from vadindex.evaluate.metrics import binary_metrics, roc_auc, score_metrics
+from vadindex.evaluate.metrics import average_precision, binary_metrics, roc_auc, score_metrics
 
 
 def fill_from_annotations(vids: pd.DataFrame, videos: pd.DataFrame, truth: GroundTruth) -> None:
@@ -110,8 +110,8 @@ def _per_class(
             pool = positions[mask | (labels == 0)]
             keep = np.isin(frame_video, pool[~np.isnan(pool)].astype(np.int64))
             if keep.any():
-                entry["frame_auc"] = roc_auc(
-                    truth.group_label[keep], scores[truth.group_segment[keep]], truth.group_count[keep]
-                )
+                args = (truth.group_label[keep], scores[truth.group_segment[keep]], truth.group_count[keep])
+                entry["frame_auc"] = roc_auc(*args)
+                entry["frame_ap"] = average_precision(*args)
         out[cls] = entry
     return out

@@ -17,7 +17,8 @@ def index_info(index: str | os.PathLike[str] | IndexSnapshot) -> dict[str, Any]:
     Returns:
         The manifest's fields, with ``parts`` and ``files`` as counts, and ``failures_last_build``,
         ``faiss_covered`` (segments the FAISS file holds), ``precision`` (the image encoder's
-        arithmetic over all parts), ``bytes`` (the size of the committed files), ``search`` (the
+        arithmetic over all parts), ``bytes`` (the size of the committed files), ``thumbnails``
+        (segments with a stored thumbnail, ``build --thumbnails``), ``search`` (the
         FAISS index type as built) and ``path``.
     """
     snap = index if isinstance(index, IndexSnapshot) else open_index(index)
@@ -29,6 +30,7 @@ def index_info(index: str | os.PathLike[str] | IndexSnapshot) -> dict[str, Any]:
     data["faiss_covered"] = m.faiss_covered
     data["precision"] = sorted({x for p in m.parts for x in p.precision.split(",") if x})
     data["bytes"] = sum(int(r.get("bytes", 0)) for r in m.files.values())
+    data["thumbnails"] = sum(p.thumbnails for p in m.parts)
     data["path"] = str(snap.path)
     if m.faiss_file:
         from vadindex.index import faiss_index  # imports faiss

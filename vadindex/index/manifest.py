@@ -25,11 +25,14 @@ FAILURES = "failures.csv"
 METRIC = "inner_product"
 PARTS = "parts"
 CACHE = "cache"
+#: ``vadindex watch``'s alert log and the thumbnails of its alerts, kept beside the index they describe.
+ALERTS = "alerts.jsonl"
+ALERTS_DIR = "alerts"
 #: Names an index writes in its folder and in ``parts/``, with the ``.NAME.tmp-PID`` files of atomic writes.
 OWN_FILE = re.compile(
     r"^\.?(manifest\.json|failures\.csv|index\.g\d+\.faiss|videos\.g\d+\.parquet)(\.tmp-\d+)?$"
 )
-OWN_PART = re.compile(r"^\.?\d+\.(segments\.parquet|vectors\.npy|frames\.npy)(\.tmp-\d+)?$")
+OWN_PART = re.compile(r"^\.?\d+\.(segments\.parquet|vectors\.npy|frames\.npy|thumbs\.parquet)(\.tmp-\d+)?$")
 
 SEGMENT_COLUMNS = [
     "video_id", "video", "segment", "start", "end", "start_frame", "end_frame",
@@ -39,6 +42,10 @@ VIDEO_COLUMNS = [
     "video_id", "video", "path", "label", "class", "duration", "n_frames", "width", "height",
     "codec", "n_segments", "first_row", "warning", "added",
 ]  # fmt: skip
+#: Video-table columns only ``vadindex watch`` writes (absent from indexes that were only built): the
+#: stream's camera name, and the wall-clock time (Unix seconds) and stream timestamp (seconds) at
+#: which the recording chunk starts. A segment's own times are these plus its ``start``.
+LIVE_VIDEO_COLUMNS = ["camera", "wall_start", "stream_start"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,9 @@ class Part:
     #: The image encoder's arithmetic for this part's videos (``fp32``, ``int8``, ``fp16``; several
     #: comma-separated if they differ); empty in parts written before it was recorded.
     precision: str = ""
+    #: Segments with a stored thumbnail (``build --thumbnails``: ``parts/<name>.thumbs.parquet``);
+    #: 0 means the part has no thumbnail file (parts written without the option, or before it existed).
+    thumbnails: int = 0
 
 
 @dataclass(frozen=True)

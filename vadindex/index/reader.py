@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from vadindex.errors import StoreError
 from vadindex.index.manifest import PARTS, SEGMENT_COLUMNS, VIDEO_COLUMNS, read_manifest
+from vadindex.index.thumbs import THUMBNAILS, read_thumbnails
 
 #: Numeric columns of the segment table that :class:`SegmentArrays` holds, with their dtypes.
 SEGMENT_ARRAY_COLUMNS = {
@@ -249,6 +250,36 @@ class IndexSnapshot:
         if not blocks:
             return np.zeros((0, self.manifest.dim), dtype=np.float16)
         return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+    @property
+    def has_thumbnails(self) -> bool:
+        """True when some part stores thumbnails (``build --thumbnails``)."""
+        return any(p.thumbnails for p in self.manifest.parts)
+
+    def stored_thumbnails(self, rows: Iterable[int]) -> dict[int, tuple[float, bytes]]:
+        """The thumbnails stored in the index for segment ``rows``: ``{row: (time, jpeg)}``.
+
+        Rows without one (parts built without ``--thumbnails``) are left out. Only the row groups
+        holding the rows are read.
+        """
+        wanted = np.unique(np.asarray(list(rows), dtype=np.int64))
+        out: dict[int, tuple[float, bytes]] = {}
+        first = 0
+        for part in self.manifest.parts:
+            local = wanted[(wanted >= first) & (wanted < first + part.segments)] - first
+            if part.thumbnails and len(local):
+                file = self.path / PARTS / f"{part.name}.{THUMBNAILS}"
+                try:
+                    found = read_thumbnails(file, local.tolist())
+                except FileNotFoundError:
+                    raise StoreError(
+                        f"{file}: missing from the index; run `vadindex check {self.path}`"
+                    ) from None
+                except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for damaged files
+                    raise StoreError(f"{file}: unreadable ({str(exc).splitlines()[0]})") from None
+                out.update({first + r: (t, b) for r, (t, b) in found.items() if b is not None})
+            first += part.segments
+        return out
 
     def faiss_index(self) -> Any:
         """The FAISS index, memory-mapped read-only (importing faiss on first use)."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from vadindex import config as C
 from vadindex.errors import InputError
+from vadindex.ingest.sources import VideoRoots
 from vadindex.options import Options, option
 
 
@@ -63,6 +64,14 @@ class BuildOptions(Options):
         choices=C.BACKENDS,
     )
 
+    thumbnails: bool = option(
+        False,
+        f"Also store one small JPEG per segment (its middle frame, {C.STORED_THUMBNAIL_SIZE} px) in the index, "
+        "so reports and pages show it after the videos move or are deleted (about 4 MB per 1,000 segments). "
+        "[default: off]",
+    )
+    video_root: str | None = option(None, C.VIDEO_ROOT_HELP, metavar="OLD=NEW")
+
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
@@ -70,6 +79,8 @@ class BuildOptions(Options):
             raise InputError(f"--commit-every must be at least 1, got {self.commit_every}")
         if not self.stall_timeout > 0 or (self.video_timeout is not None and not self.video_timeout > 0):
             raise InputError("--stall-timeout and --video-timeout must be positive")
+        if self.video_root:
+            VideoRoots.parse(self.video_root)  # refuse a malformed value before any work
         for name, value, choices in (
             ("precision", self.precision, C.PRECISIONS),
             ("backend", self.backend, C.BACKENDS),

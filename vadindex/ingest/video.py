@@ -132,6 +132,7 @@ def ingest_video(
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     video_id: str | None = None,
     video_timeout: float | None = DEFAULT_VIDEO_TIMEOUT,
+    thumbnail_size: int | None = None,
 ) -> PendingVideo:
     """Decode, sample, encode and segment one video: the independent unit of ingestion work.
 
@@ -143,6 +144,8 @@ def ingest_video(
         stall_timeout: seconds without a decoded batch before the file is abandoned.
         video_id: the content fingerprint, if already computed.
         video_timeout: seconds the whole video may take (decoding and encoding); ``None`` for no limit.
+        thumbnail_size: also keep a JPEG of each segment's middle sample, this many pixels on its
+            longest side, for the index (``build --thumbnails``); ``None``: none.
 
     Returns:
         The video's metadata, segment rows, segment vectors and frame vectors, ready to commit.
@@ -152,6 +155,8 @@ def ingest_video(
     """
     path = source.path
     sampled = SampledVideo(path, settings.fps, encoder.image_size, batch_size)
+    if thumbnail_size:
+        sampled.thumbnail_seconds, sampled.thumbnail_size = settings.segment_seconds, thumbnail_size
     batches = _prefetch(sampled.batches(), 2, stall_timeout, path, video_timeout)
     rows = _Rows(encoder.dim)
     precision_before = encoder_precision(encoder)
@@ -206,6 +211,18 @@ def ingest_video(
         frame_vectors.astype(np.float16),
         # both, when --precision auto moved to int8 during this video
         precision=",".join(sorted({precision_before, encoder_precision(encoder)} - {""})),
+        thumbnails=segment_thumbnails(sampled, segments) if thumbnail_size else None,
+    )
+
+
+def segment_thumbnails(sampled: SampledVideo, segments: list[Any]) -> pd.DataFrame:
+    """The thumbnails decoding kept, one row per segment (``time``, ``jpeg``; ``None`` if missing)."""
+    kept = [sampled.thumbnails.get(s.index) for s in segments]
+    return pd.DataFrame(
+        {
+            "time": [k[0] if k else float("nan") for k in kept],
+            "jpeg": pd.Series([k[1] if k else None for k in kept], dtype=object),
+        }
     )
 
 
