@@ -35,15 +35,37 @@ def test_video_glob_filter(built_index: Path, encoder) -> None:  # type: ignore[
     assert search_vector(snap, q, k=3, video="nothing-*").empty
 
 
+def _brute_force_top(snap, q: np.ndarray, k: int) -> tuple[list[tuple[str, int]], np.ndarray]:  # type: ignore[no-untyped-def]
+    """The ``k`` best (video, segment) rows and their scores, by a full scan in numpy."""
+    scores = snap.vectors().astype(np.float64) @ q.astype(np.float64)
+    order = np.argsort(-scores, kind="stable")[:k]
+    segs = snap.segments
+    return list(zip(segs["video"].to_numpy()[order], segs["segment"].to_numpy()[order], strict=True)), scores[
+        order
+    ]
+
+
 def test_api_query_text_and_image(built_index: Path, encoder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from PIL import Image
 
     idx = VideoIndex(built_index)
     idx._encoder = encoder
-    assert len(idx.query("a car", k=5)) == 5
+    snap = open_index(built_index)
+    hits = idx.query("a car", k=5)
+    rows, scores = _brute_force_top(snap, encoder.encode_texts(["a car"])[0], 5)
+    assert list(zip(hits["video"], hits["segment"], strict=True)) == rows
+    assert np.allclose(hits["score"], scores, atol=2e-3)
+    # An image already at the model's input size is encoded as it is (no resize, no crop), so its
+    # query vector is known without the package's image code; its colours are in RGB order.
+    size = encoder.image_size
+    pixels = np.random.default_rng(3).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    pixels[: size // 2, : size // 2] = (255, 0, 0)
     img = tmp_path / "q.png"
-    Image.fromarray(np.full((40, 60, 3), 128, np.uint8)).save(img)
-    assert len(idx.query(image=img, k=3)) == 3
+    Image.fromarray(pixels).save(img)
+    hits = idx.query(image=img, k=3)
+    rows, scores = _brute_force_top(snap, encoder.encode_images(pixels[None])[0], 3)
+    assert list(zip(hits["video"], hits["segment"], strict=True)) == rows
+    assert np.allclose(hits["score"], scores, atol=2e-3)
     with pytest.raises(InputError):
         idx.query("a car", k=0)
     with pytest.raises(InputError):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import import_or_skip_unless_ci
 
 from vadindex.errors import InputError
 from vadindex.index.reader import open_index
@@ -75,8 +76,8 @@ def test_int8_index_answers_fp32_queries(encoder, int8_encoder, small_clips: Pat
 
 
 def test_onnxruntime_backend_gives_the_same_embeddings(encoder, small_clips: Path) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
+    import_or_skip_unless_ci("onnxruntime")  # the [onnx] extra: .ci/run installs it
+    import_or_skip_unless_ci("onnx")
     onnx_encoder = load_encoder("vadindex-test", "random", "cpu", "fp32", "onnxruntime")
     frames = np.concatenate(
         list(SampledVideo(small_clips / "fight" / "fi001.mp4", 4.0, encoder.image_size, 64).batches())

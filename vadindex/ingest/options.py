@@ -33,7 +33,10 @@ class BuildOptions(Options):
     segment_seconds: float | None = option(
         None, f"Segment length in seconds. [default: {C.DEFAULT_SEGMENT_SECONDS:g}, or the index's]"
     )
-    commit_every: int = option(C.DEFAULT_COMMIT_EVERY, "Videos per commit; a crash loses at most these.")
+    commit_every: int = option(
+        C.DEFAULT_COMMIT_EVERY,
+        "Videos per commit (and a commit at least once a minute); a crash loses at most these.",
+    )
     video_timeout: float | None = option(
         C.DEFAULT_VIDEO_TIMEOUT,
         "Abandon a video (reported as failed) that takes longer than this many seconds in all. "
