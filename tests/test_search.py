@@ -69,10 +69,10 @@ def test_api_detect_loads_the_model_once_and_only_for_new_prompts(
     fresh = VideoIndex(built_index)
     res = fresh.detect("a person juggling in the street")  # cached text: no model at all
     assert loads == [1] and len(res.videos) > 0
-    # A device given for one call is honoured (not the index's kept or lazy encoder).
+    # A device given for one call is honoured (not the index's kept or lazy encoder) by torch.
     devices = []
     monkeypatch.setattr(
         search, "load_index_encoder", lambda snap, device="auto", *a, **k: devices.append(device) or encoder
     )
-    VideoIndex(built_index, device="auto").detect("a cat on a wall", device="cpu")
+    VideoIndex(built_index, device="auto").detect("a cat on a wall", device="cpu", text_encoder="torch")
     assert devices == ["cpu"]

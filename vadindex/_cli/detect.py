@@ -21,6 +21,7 @@ from vadindex._cli.common import (
     moved_weights_option,
     normal_prompts_option,
     prompts_option,
+    text_encoder_option,
 )
 from vadindex.detect.options import CONFIG_INPUTS, DetectOptions
 
@@ -34,6 +35,7 @@ from vadindex.detect.options import CONFIG_INPUTS, DetectOptions
               help="Write segments.csv, videos.csv and detect.json here.")  # fmt: skip
 @device_option("the text encoder")
 @moved_weights_option
+@text_encoder_option
 @click.option(
     "--segments", "json_segments", type=click.Choice(C.SEGMENT_LISTINGS), default="all", show_default=True,
     help="Segments listed by --format json (videos and metrics are always there).",
@@ -41,7 +43,8 @@ from vadindex.detect.options import CONFIG_INPUTS, DetectOptions
 @format_option(("table", "json"))
 @friendly_errors
 def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_cache: bool, out: str | None,
-               device: str, pretrained: str | None, json_segments: str, fmt: str, **options: Any) -> None:  # fmt: skip
+               device: str, pretrained: str | None, text_encoder: str, json_segments: str, fmt: str,
+               **options: Any) -> None:  # fmt: skip
     """Flag anomalous segments and videos by comparing them with text prompts.
 
     Segment score a = sum over anomaly classes of softmax(logit_scale * cosine) over all classes;
@@ -71,7 +74,7 @@ def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_
     result = detect(
         index, inputs["prompts"], normal_prompts=inputs["normal_prompts"], options=opts,
         annotations=inputs["annotations"], annotation_format=annotation_format, device=device,
-        pretrained=pretrained, use_cache=use_cache,
+        pretrained=pretrained, use_cache=use_cache, text_encoder=text_encoder,
     )  # fmt: skip
     if out:
         written = write_outputs(result, out)
@@ -104,11 +107,12 @@ def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_
               help="Write the best settings here (YAML for `detect --config`).")  # fmt: skip
 @device_option("the text encoder (prompts not cached yet)")
 @moved_weights_option
+@text_encoder_option
 @format_option(("text", "json"))
 @friendly_errors
 def tune_cmd(index: str, prompts: str, normal_prompts: str | None, annotations: str | None, annotation_format: str,
              metric: str, folds: int, grid: str | None, seed: int, out: str, device: str, pretrained: str | None,
-             fmt: str) -> None:  # fmt: skip
+             text_encoder: str, fmt: str) -> None:  # fmt: skip
     """Grid-search rules, thresholds and aggregation; report the held-out score of k-fold CV by video.
 
     For each fold the best settings on the training videos are scored on the held-out videos; the
@@ -125,6 +129,7 @@ def tune_cmd(index: str, prompts: str, normal_prompts: str | None, annotations: 
     result = tune(
         index, prompts, normal_prompts=normal_prompts, annotations=annotations, annotation_format=annotation_format,
         metric=metric, folds=folds, grid=grid, seed=seed, device=device, pretrained=pretrained,
+        text_encoder=text_encoder,
     )  # fmt: skip
     target = write_settings(result, out, prompts, normal_prompts, annotations)
     if fmt == "json":

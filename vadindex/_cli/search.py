@@ -12,6 +12,7 @@ from vadindex._cli.common import (
     friendly_errors,
     index_option,
     moved_weights_option,
+    text_encoder_option,
 )
 
 
@@ -28,6 +29,7 @@ from vadindex._cli.common import (
               help="Query by example image instead of text.")  # fmt: skip
 @device_option("the text/image encoder")
 @moved_weights_option
+@text_encoder_option
 @click.option(
     "--exact", is_flag=True, help="Scan every segment even when the index is approximate (ivf, hnsw)."
 )
@@ -38,8 +40,12 @@ from vadindex._cli.common import (
 @format_option()
 @friendly_errors
 def query(text: str | None, index: str, k: int, video: str | None, image: str | None, device: str,
-          pretrained: str | None, exact: bool, precision: str, fmt: str) -> None:  # fmt: skip
+          pretrained: str | None, text_encoder: str, exact: bool, precision: str, fmt: str) -> None:  # fmt: skip
     """Search segments by text (or by an example image), best first.
+
+    A text query runs the model's text tower in ONNX Runtime, without torch, once it has been
+    exported on this machine (by the build, or the first query); a query already asked is answered
+    from the index's cache. An image query loads the whole model with torch.
 
     \b
     Examples:
@@ -47,8 +53,9 @@ def query(text: str | None, index: str, k: int, video: str | None, image: str | 
       vadindex query "a red car" --index indexes/cams -k 20 --video 'lot-*' --format json
       vadindex query --image suspect.jpg --index indexes/cams
     """
-    from vadindex.search.query import query_index
+    from vadindex.search.query import query_hits
 
-    results = query_index(index, text, image=image, k=k, video=video, device=device, pretrained=pretrained,
-                          precision=precision, exact=exact)  # fmt: skip
-    render.table(results.drop(columns=["video_id"]) if fmt == "table" else results, fmt)
+    hits = query_hits(index, text, image=image, k=k, video=video, device=device, pretrained=pretrained,
+                      precision=precision, exact=exact, text_encoder=text_encoder)  # fmt: skip
+    shown = {c: v for c, v in hits.columns.items() if fmt != "table" or c != "video_id"}
+    render.columns(shown, fmt)

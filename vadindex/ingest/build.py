@@ -281,6 +281,9 @@ def run_local(plan: BuildPlan, encoder: Encoder, ledger: BuildLedger) -> None:
 def open_build(plan: BuildPlan, encoder: Encoder | None = None) -> Iterator[tuple[Encoder, IndexWriter]]:
     """Lock the index, load the encoder (unless given) and open the writer; release all on exit.
 
+    An encoder loaded here also exports its text tower to ONNX for torch-free queries, once per
+    model on this machine (:meth:`~vadindex.models.openclip.OpenClipEncoder.export_text_onnx`).
+
     The index is locked before the model loads, so a second build on the same index is refused at
     once; a folder this build created is removed again when the build fails to start.
     """
@@ -291,7 +294,11 @@ def open_build(plan: BuildPlan, encoder: Encoder | None = None) -> Iterator[tupl
         if encoder is None:
             from vadindex.models.openclip import load_encoder
 
-            encoder = load_encoder(o.model or DEFAULT_MODEL, o.pretrained, o.device, o.precision, o.backend)
+            model = load_encoder(o.model or DEFAULT_MODEL, o.pretrained, o.device, o.precision, o.backend)
+            # torch is loaded now: export the text tower once, so queries need no torch (a no-op when
+            # done before on this machine, or for towers that cannot be exported).
+            model.export_text_onnx()
+            encoder = model
         writer = IndexWriter(
             plan.index,
             encoder.identity,

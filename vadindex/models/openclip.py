@@ -11,6 +11,7 @@ import logging
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch
 from vadindex.config import DEFAULT_BACKEND, DEFAULT_PRECISION
 from vadindex.errors import InputError, ModelError
 from vadindex.models.identity import RANDOM, ModelIdentity
-from vadindex.models.onnx import OnnxImageTower
+from vadindex.models.onnx import OnnxImageTower, ensure_text_tower
 from vadindex.models.precision import (
     Int8Check,
     check_backend,
@@ -165,6 +166,13 @@ class OpenClipEncoder:
                 emb = self._encode_tokens(tokens).float()
                 out.append(torch.nn.functional.normalize(emb, dim=-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+
+    def export_text_onnx(self, required: bool = False) -> Path | None:
+        """Export the text tower to ONNX (once per model on this machine), so that later queries and
+        prompts encode text without torch; the folder, or ``None`` when this model's text stays
+        on torch (``required``: raise :class:`ModelError` instead; see
+        :func:`vadindex.models.onnx.ensure_text_tower`)."""
+        return ensure_text_tower(self.model, self.tokenizer, self.identity, self.logit_scale, required)
 
     def _encode_tokens(self, tokens: Any) -> Any:
         """``model.encode_text``, skipping the padding after the last end-of-text token.
