@@ -281,8 +281,10 @@ def run_local(plan: BuildPlan, encoder: Encoder, ledger: BuildLedger) -> None:
 def open_build(plan: BuildPlan, encoder: Encoder | None = None) -> Iterator[tuple[Encoder, IndexWriter]]:
     """Lock the index, load the encoder (unless given) and open the writer; release all on exit.
 
-    An encoder loaded here also exports its text tower to ONNX for torch-free queries, once per
-    model on this machine (:meth:`~vadindex.models.openclip.OpenClipEncoder.export_text_onnx`).
+    An encoder loaded here remembers ``--precision auto``'s int8 verdict per weights and CPU (the
+    second build on a machine skips the check), and exports its text tower to ONNX for torch-free
+    queries, once per model on this machine
+    (:meth:`~vadindex.models.openclip.OpenClipEncoder.export_text_onnx`).
 
     The index is locked before the model loads, so a second build on the same index is refused at
     once; a folder this build created is removed again when the build fails to start.
@@ -294,7 +296,9 @@ def open_build(plan: BuildPlan, encoder: Encoder | None = None) -> Iterator[tupl
         if encoder is None:
             from vadindex.models.openclip import load_encoder
 
-            model = load_encoder(o.model or DEFAULT_MODEL, o.pretrained, o.device, o.precision, o.backend)
+            model = load_encoder(
+                o.model or DEFAULT_MODEL, o.pretrained, o.device, o.precision, o.backend, remember_int8=True
+            )
             # torch is loaded now: export the text tower once, so queries need no torch (a no-op when
             # done before on this machine, or for towers that cannot be exported).
             model.export_text_onnx()

@@ -24,6 +24,7 @@ from vadindex.models.identity import RANDOM, ModelIdentity
 from vadindex.models.onnx import OnnxImageTower, ensure_text_tower
 from vadindex.models.precision import (
     Int8Check,
+    Int8Verdicts,
     check_backend,
     int8_is_fast,
     quantize_image_tower,
@@ -85,6 +86,7 @@ class OpenClipEncoder:
     fp32 and runs :class:`~vadindex.models.precision.Int8Check` on the batches it encodes, returning
     the fp32 embeddings meanwhile; it moves to int8 for good only if the check accepts it.
     ``precision`` says where it stands (``fp32`` until then), ``int8_check`` what was measured.
+    With ``int8_verdicts``, the verdict is remembered there (see :func:`load_encoder`).
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class OpenClipEncoder:
         precision: str = DEFAULT_PRECISION,
         backend: str = DEFAULT_BACKEND,
         int8_probe: bool = False,
+        int8_verdicts: Int8Verdicts | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -121,6 +124,7 @@ class OpenClipEncoder:
         #: ``None`` while it runs or when there is none.
         self.int8_check: dict[str, Any] | None = None
         self._int8: Int8Check | None = None
+        self._verdicts = int8_verdicts
         if int8_probe and self.precision == "fp32" and self._onnx is None and device == "cpu":
             self._int8 = Int8Check(model.visual, self._use_int8)
 
@@ -155,6 +159,8 @@ class OpenClipEncoder:
                 check.observe(x, emb)
                 if check.done:
                     self.int8_check, self._int8 = check.result, None
+                    if self._verdicts is not None and check.result is not None:
+                        self._verdicts.put(self.identity, check.result)
         return emb.cpu().numpy()
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
@@ -244,6 +250,7 @@ def load_encoder(
     precision: str = DEFAULT_PRECISION,
     backend: str = DEFAULT_BACKEND,
     threads: int | None = None,
+    remember_int8: bool = False,
 ) -> OpenClipEncoder:
     """Build an open_clip model with its weights and wrap it as an :class:`Encoder`.
 
@@ -260,6 +267,9 @@ def load_encoder(
         threads: CPU threads for PyTorch and ONNX Runtime, set process-wide with
             ``torch.set_num_threads``; ``None`` keeps PyTorch's (one per core). On a machine whose
             cores are busy with other work, 1 can be faster (BENCHMARKS.md).
+        remember_int8: with ``auto`` on a CPU, use the int8 verdict remembered for these weights on
+            this CPU (:class:`~vadindex.models.precision.Int8Verdicts`) instead of checking again,
+            and remember a new one (builds do; ``int8_check`` then has ``"remembered": true``).
 
     Returns:
         The encoder, in eval mode on ``device``.
@@ -316,7 +326,21 @@ def load_encoder(
     clip = clip.to(device)
     if device == "cpu" and threads:
         torch.set_num_threads(threads)
+    verdicts = Int8Verdicts() if remember_int8 and probe and device == "cpu" and backend == "torch" else None
+    remembered = verdicts.get(identity) if verdicts is not None else None
+    if remembered is not None:
+        probe = False
+        precision = "int8" if remembered["accepted"] else "fp32"
+        log.info(
+            "--precision auto: %s, as checked on this CPU on %s (min cosine %s on %s frames)",
+            precision, remembered.get("checked", "?"), remembered.get("min_cosine"), remembered.get("frames"),
+        )  # fmt: skip
     if precision == "int8":
         quantize_image_tower(clip)
     tokenizer = open_clip.get_tokenizer(model)
-    return OpenClipEncoder(clip, tokenizer, identity, device, precision, backend, int8_probe=probe)
+    encoder = OpenClipEncoder(
+        clip, tokenizer, identity, device, precision, backend, int8_probe=probe, int8_verdicts=verdicts
+    )
+    if remembered is not None:
+        encoder.int8_check = {**remembered, "remembered": True}
+    return encoder

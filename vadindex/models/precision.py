@@ -4,17 +4,24 @@ before it trusts int8 with a build.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import platform
 import threading
+import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from vadindex.config import BACKENDS, INT8_MIN_COSINE, INT8_PROBE_FRAMES, PRECISIONS
+from vadindex.config import BACKENDS, INT8_MIN_COSINE, INT8_PROBE_FRAMES, PRECISIONS, user_cache_dir
 from vadindex.errors import InputError, ModelError
+from vadindex.models.identity import ModelIdentity
 
 log = logging.getLogger("vadindex")
 
@@ -196,3 +203,71 @@ def _cosines(emb: Any, reference: Any) -> np.ndarray:
     """Row-wise cosine of ``emb`` (any scale) with the unit rows of ``reference``."""
     emb = torch.nn.functional.normalize(emb.float(), dim=-1)
     return (emb * reference).sum(dim=-1).cpu().numpy()
+
+
+def cpu_name() -> str:
+    """This CPU as int8 speed and accuracy depend on it: its model name, architecture, the SIMD level
+    PyTorch uses and its quantised engine (``Intel(R) Xeon(R) ... | x86_64 | AVX512 | x86``)."""
+    name = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            name = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), name)
+    except OSError:
+        pass
+    capability = torch.backends.cpu.get_cpu_capability()
+    return " | ".join((name or "?", platform.machine(), capability, torch.backends.quantized.engine))
+
+
+class Int8Verdicts:
+    """What ``--precision auto``'s int8 check concluded, remembered per weights and CPU.
+
+    A build that loads its model looks the verdict up before encoding: found, it starts in int8
+    (accepted) or fp32 (refused) at once and runs no check; otherwise it checks, and remembers
+    the verdict with what was measured. The key hashes the weights
+    (:meth:`~vadindex.models.identity.ModelIdentity.weights_key`), :func:`cpu_name`, the torch
+    version and the check's settings (frames, threshold), so another CPU, torch or threshold
+    checks again. The file is ``$XDG_CACHE_HOME/vadindex/int8.json``; delete it to check again.
+    Where it cannot be read or written, every build checks, as before.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or user_cache_dir() / "int8.json"
+
+    @staticmethod
+    def key(identity: ModelIdentity) -> str:
+        """The verdict's key for ``identity`` on this CPU, torch and check settings."""
+        parts = (identity.weights_key(), cpu_name(), torch.__version__, INT8_PROBE_FRAMES, INT8_MIN_COSINE)
+        return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:24]
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, identity: ModelIdentity) -> dict[str, Any] | None:
+        """The remembered verdict (``accepted``, ``frames``, ``min_cosine``, ``mean_cosine``, what it
+        was measured on and when), or ``None``."""
+        found = self._read().get(self.key(identity))
+        return found if isinstance(found, dict) and isinstance(found.get("accepted"), bool) else None
+
+    def put(self, identity: ModelIdentity, result: dict[str, Any]) -> None:
+        """Remember a verdict :class:`Int8Check` measured (a failed check is not remembered)."""
+        if "error" in result or not isinstance(result.get("accepted"), bool):
+            return
+        known = self._read()
+        known[self.key(identity)] = {
+            **result,
+            "model": identity.describe(),
+            "cpu": cpu_name(),
+            "torch": torch.__version__,
+            "checked": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(known, indent=1), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.debug("cannot remember the int8 verdict in %s (%s)", self.path, exc)
