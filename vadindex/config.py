@@ -41,7 +41,7 @@ INT8_PROBE_FRAMES = 32
 #: cosine c moves a similarity by at most sqrt(2 (1 - c)): 0.063 at 0.998; the error is spread over
 #: all 512 dimensions, so a text similarity typically moves by ~0.003.
 INT8_MIN_COSINE = 0.998
-#: Image-tower runtime: ``torch``, or ``onnxruntime`` (CPU fp32, ~1.2x faster here, an optional install).
+#: Image-tower runtime: ``torch``, or ``onnxruntime`` (CPU fp32, ~1.2x faster here).
 DEFAULT_BACKEND = "torch"
 #: How queries, detections and tuning encode text: ``auto`` runs the text tower exported to ONNX
 #: (no torch, well under a second from a cold start) when this model's tower has been exported on
@@ -65,8 +65,7 @@ DEFAULT_TOP_K_RESULTS = 10
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: ``--precision`` values (see :func:`vadindex.models.precision.resolve_precision`).
 PRECISIONS = ("auto", "fp32", "int8", "fp16")
-#: ``--backend`` values for the image tower: PyTorch, or ONNX Runtime (CPU, fp32; ``pip install
-#: onnxruntime onnx``, the ``onnx`` extra).
+#: ``--backend`` values for the image tower: PyTorch, or ONNX Runtime (CPU, fp32).
 BACKENDS = ("torch", "onnxruntime")
 #: ``--text-encoder`` values (see :data:`DEFAULT_TEXT_ENCODER`).
 TEXT_ENCODERS = ("auto", "onnx", "torch")
