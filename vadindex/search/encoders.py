@@ -33,7 +33,8 @@ def load_text_encoder(
     With ``auto``, a text tower exported for the index's weights on this machine runs in ONNX
     Runtime, without torch (a cold query then takes well under a second instead of several);
     otherwise the whole model loads with torch and its text tower is exported for next time.
-    Models whose text tower cannot be exported stay on torch (said once with ``-v``).
+    Models whose text tower cannot be exported stay on torch (said once with ``-v``). Weights
+    given with ``pretrained`` are loaded with torch (and checked against the index's) first.
 
     Args:
         snap: the index.
@@ -51,7 +52,7 @@ def load_text_encoder(
     """
     if text_encoder not in TEXT_ENCODERS:
         raise InputError(f"--text-encoder must be one of {', '.join(TEXT_ENCODERS)}, got {text_encoder!r}")
-    if text_encoder != "torch":
+    if text_encoder != "torch" and pretrained is None:
         onnx = open_text_encoder(snap.manifest.identity)
         if onnx is not None:
             check_encoder(snap, onnx)
