@@ -317,8 +317,8 @@ def test_a_second_build_skips_the_int8_check(
     assert verdict["model"] == "vadindex-test (random)" and verdict["cpu"] == P.cpu_name()
 
     checks = []
-    real = P.Int8Check.observe
-    monkeypatch.setattr(P.Int8Check, "observe", lambda self, *a: checks.append(1) or real(self, *a))
+    real = P.Int8Check.encode
+    monkeypatch.setattr(P.Int8Check, "encode", lambda self, *a: checks.append(1) or real(self, *a))
     again = build_index([small_clips / "fight"], tmp_path / "b", **options)
     assert checks == [] and again.precision == "int8"
     assert again.int8_check is not None and again.int8_check["remembered"] is True

@@ -82,10 +82,12 @@ class OpenClipEncoder:
     then encoded under ``torch.inference_mode`` (with fp16 autocast when ``precision`` is ``fp16``),
     or by ONNX Runtime with ``backend="onnxruntime"``.
 
-    With ``int8_probe`` (``--precision auto`` on a CPU where int8 is fast), the encoder starts in
-    fp32 and runs :class:`~vadindex.models.precision.Int8Check` on the batches it encodes, returning
-    the fp32 embeddings meanwhile; it moves to int8 for good only if the check accepts it.
-    ``precision`` says where it stands (``fp32`` until then), ``int8_check`` what was measured.
+    With ``int8_probe`` (``--precision auto`` on a CPU where int8 is fast), the encoder runs
+    :class:`~vadindex.models.precision.Int8Check` on the batches it encodes: each is encoded in
+    int8 and some of its frames in fp32, and answered in int8 while they agree; the first batch
+    that does not is answered in fp32, and so is everything after it. ``precision`` says where it
+    stands (``int8`` while the check's batches agree, ``fp32`` before the first and once refused),
+    ``int8_check`` what was measured.
     With ``int8_verdicts``, the verdict is remembered there (see :func:`load_encoder`).
     """
 
@@ -149,19 +151,25 @@ class OpenClipEncoder:
             x = torch.from_numpy(pixels).to(self.device, non_blocking=True)
             x = x.permute(0, 3, 1, 2).float().div_(255.0)
             x = (x - self._mean) / self._std
-            if self._onnx is not None:
-                emb = torch.from_numpy(self._onnx(x.numpy()))
-            else:
-                emb = self.model.encode_image(x).float()
-            emb = torch.nn.functional.normalize(emb, dim=-1)
             check = self._int8
-            if check is not None:
-                check.observe(x, emb)
+            if check is None:
+                emb = self._embed(x)
+            else:
+                emb, int8 = check.encode(x, self._embed)
+                self.precision = "int8" if int8 else "fp32"
                 if check.done:
                     self.int8_check, self._int8 = check.result, None
                     if self._verdicts is not None and check.result is not None:
                         self._verdicts.put(self.identity, check.result)
         return emb.cpu().numpy()
+
+    def _embed(self, x: Any) -> Any:
+        """Unit embeddings of a normalised pixel batch (under ``inference_mode``)."""
+        if self._onnx is not None:
+            emb = torch.from_numpy(self._onnx(x.numpy()))
+        else:
+            emb = self.model.encode_image(x).float()
+        return torch.nn.functional.normalize(emb, dim=-1)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Embed texts; returns ``(n, dim)`` float32 unit vectors."""
