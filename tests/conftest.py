@@ -15,6 +15,20 @@ SHARED_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 TEST_MODEL = "vadindex-test"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_caches(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The same temporary caches for module- and session-scoped fixtures, which are set up before
+    (and outside) :func:`_offline`: builds there export text towers and remember int8 verdicts in
+    the user cache, never the real one."""
+    patch = pytest.MonkeyPatch()
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    patch.setenv("HF_HUB_OFFLINE", "1")
+    patch.setenv("HF_HOME", str(cache / "hf"))
+    patch.setenv("XDG_CACHE_HOME", str(cache))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def _offline(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest

@@ -274,27 +274,41 @@ _PROBE = (
 )
 
 
-def _loaded(*args: str) -> list[str]:
+def _loaded(*args: str) -> tuple[list[str], str]:
+    """Run the CLI in a fresh process: the heavy modules it imported, and its output."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(
         [sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, env=env, timeout=300
     )
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stderr.rsplit("LOADED=", 1)[1].splitlines()[0])
+    return json.loads(proc.stderr.rsplit("LOADED=", 1)[1].splitlines()[0]), proc.stdout
 
 
 def test_a_text_query_imports_no_torch_and_a_repeated_one_encodes_nothing(
     demo_index: Path, tmp_path: Path
 ) -> None:
+    from vadindex.models.onnx_text import products_path
+
     index = _copy_without_cache(demo_index, tmp_path / "ix")
     # The demo's build exported vadindex-tiny's text tower into this session's user cache.
     query = ["query", "a burning car", "--index", str(index), "-k", "3", "--format", "json"]
-    assert _loaded(*query) == ["onnxruntime"]  # no torch, no open_clip, no pandas
-    assert _loaded(*query) == []  # answered from the index's cache: no encoder at all
+    assert _loaded(*query)[0] == ["onnxruntime"]  # no torch, no open_clip, no pandas
+    assert _loaded(*query)[0] == []  # answered from the index's cache: no encoder at all
     cached = list((index / "cache").glob("text-*.json"))
     assert len(cached) == 1 and json.loads(cached[0].read_text())["texts"] == ["a burning car"]
-    detect = ["detect", "--index", str(index), "-p", "a burning car; people fighting", "--format", "json"]
-    assert "torch" not in _loaded(*detect)
+    # New prompts without torch: encoded by the ONNX tower, multiplied by ONNX Runtime.
+    assert products_path().is_file()
+    prompts = "a burning car; people fighting; a person lying on the ground"
+    loaded, out = _loaded("detect", "--index", str(index), "-p", prompts, "--format", "json")
+    assert "torch" not in loaded
+    reference = _copy_without_cache(demo_index, tmp_path / "torch")
+    expected = json.loads(_cli("detect", "--index", reference, "-p", prompts, "--format", "json",
+                               "--text-encoder", "torch"))  # fmt: skip
+    got = json.loads(out)
+    assert [s["anomalous"] for s in got["segments"]] == [s["anomalous"] for s in expected["segments"]]
+    assert np.allclose(
+        [s["score"] for s in got["segments"]], [s["score"] for s in expected["segments"]], atol=1e-5
+    )
 
 
 def test_a_second_build_skips_the_int8_check(

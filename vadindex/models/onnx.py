@@ -232,7 +232,6 @@ def ensure_text_tower(
     if reason is None:
         try:
             export_text_tower(clip, tokenizer, identity, logit_scale, folder)
-            return folder
         except Exception as exc:  # noqa: BLE001 - exporters and runtimes raise many types
             reason = (
                 f"the export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -241,6 +240,13 @@ def ensure_text_tower(
             _write_json(
                 failed, {"reason": reason, "torch": torch.__version__, "open_clip": open_clip.__version__}
             )
+        else:
+            if not onnx_text.products_path().is_file():
+                try:
+                    write_products_graph(onnx_text.products_path())
+                except Exception as exc:  # noqa: BLE001 - without it, products are computed by numpy
+                    log.debug("cannot write the products graph (%s)", exc)
+            return folder
     return _stay_on_torch(identity, reason, required)
 
 
@@ -368,3 +374,36 @@ def export_text_tower(
     log.info(
         "exported the text tower to %s in %.1f s (cosine to torch >= %.7f)", folder, meta["seconds"], worst
     )
+
+
+def write_products_graph(path: Path) -> None:
+    """Write the graph of :func:`vadindex.models.onnx_text.open_products`.
+
+    It needs the ``onnx`` package, which takes a second or more to import: so it is written here,
+    where torch's exporter has imported it, and only read where text is encoded without torch.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["vectors"], ["vectors32"], to=TensorProto.FLOAT),
+            helper.make_node("Gemm", ["texts", "vectors32"], ["products"], transB=1),
+        ],
+        "products",
+        [
+            helper.make_tensor_value_info("texts", TensorProto.FLOAT, ["t", "d"]),
+            helper.make_tensor_value_info("vectors", TensorProto.FLOAT16, ["n", "d"]),
+        ],
+        [helper.make_tensor_value_info("products", TensorProto.FLOAT, ["t", "n"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # readable by every ONNX Runtime this package accepts
+    onnx.checker.check_model(model)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(model.SerializeToString())
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("cannot write %s (%s)", path, exc)

@@ -9,6 +9,9 @@ the user cache::
         text.onnx.data   its weights, memory-mapped when a session opens
         meta.json        identity, dim, logit scale, context length, versions
 
+and beside them ``products-1.onnx``, a two-node graph (float16 to float32, then a matrix product)
+that multiplies text embeddings with stored vectors (:func:`open_products`).
+
 ``<key>`` hashes the weights (:meth:`~vadindex.models.identity.ModelIdentity.weights_key`), this
 layout's version and ONNX Runtime's minor version. A folder is written under a temporary name and
 renamed into place whole, and never rewritten (ONNX Runtime maps its files), so a reader sees a
@@ -38,6 +41,8 @@ WEIGHTS = "text.onnx.data"
 META = "meta.json"
 #: Texts per ONNX Runtime call.
 BATCH = 256
+#: The graph of :func:`open_products`, written beside the exported towers with the first of them.
+PRODUCTS = "products-1.onnx"
 
 
 def runtime_version() -> str | None:
@@ -157,3 +162,32 @@ def open_text_encoder(identity: ModelIdentity) -> OnnxTextEncoder | None:
         log.info("cannot open the exported text tower %s (%s); encoding text with torch", folder, exc)
         return None
     return OnnxTextEncoder(folder, meta, session)
+
+
+def products_path() -> Path:
+    """Where the products graph is (written by :func:`vadindex.models.onnx.write_products_graph`)."""
+    return user_cache_dir() / "onnx" / PRODUCTS
+
+
+def open_products() -> Any | None:
+    """An ONNX Runtime session that computes ``texts @ vectors.T`` from float32 ``texts`` ``(t, d)``
+    and float16 ``vectors`` ``(n, d)``, or ``None`` without ONNX Runtime or the graph.
+
+    numpy converts float16 one value at a time and its BLAS threads spin on busy cores; this
+    converts and multiplies in one vectorised pass on one thread: 0.4 s of CPU for 10 texts
+    against a million vectors here, against 1 s for numpy on one thread.
+    """
+    path = products_path()
+    if not path.is_file() or runtime_version() is None:
+        return None
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types for bad files
+        log.debug("cannot open %s (%s); multiplying with numpy", path, exc)
+        return None
