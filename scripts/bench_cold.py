@@ -23,7 +23,9 @@ here is the first on a "machine" that has never exported a text tower nor checke
   there (the built-in normal prompts already cached by a first run), ``new_prompts_1m_torch_s``
   the same with ``--text-encoder torch``.
 
-The last line printed is one JSON object.
+``query_cpu_s`` and ``new_prompts_1m_cpu_s`` are the CPU time (user + system) of those processes,
+which a busy machine stretches much less than their wall time. The last line printed is one JSON
+object.
 
     python scripts/bench_cold.py
     python scripts/bench_cold.py --segments 100000 --limit 4 --repeats 1   # a quick check
@@ -35,6 +37,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -60,14 +63,25 @@ NEW_PROMPTS = ["a person climbing a fence", "smoke rising from a building", "a m
                "a bicycle stolen from a rack", "water flooding a street"]  # fmt: skip
 
 
+#: CPU seconds (user + system) of every command run so far, by the command's first word.
+CPU: dict[str, list[float]] = {}
+
+
 def vadindex(*args: object, env: dict[str, str]) -> tuple[float, str]:
-    """Run ``vadindex ARGS`` in a new process; returns (wall seconds from start to exit, stdout)."""
+    """Run ``vadindex ARGS`` in a new process; returns (wall seconds from start to exit, stdout).
+
+    Its CPU time is recorded in :data:`CPU`: on a busy machine wall times stretch, CPU times much less.
+    """
     cmd = [sys.executable, "-m", "vadindex._cli.main", "-q", *map(str, args)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 3):
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    CPU.setdefault(str(args[0]), []).append(round(cpu, 3))
     return seconds, proc.stdout
 
 
@@ -150,7 +164,9 @@ def main() -> None:
         vadindex("demo", "--out", root / "demo", "--format", "json", env=env)
         demo = root / "demo" / "index"
         texts = [f"{QUERIES[i % len(QUERIES)]} #{i}" for i in range(args.repeats)]
+        CPU.pop("query", None)
         out["query_s"] = median_of([vadindex("query", q, "--index", demo, env=env)[0] for q in texts])
+        out["query_cpu_s"] = median_of(CPU["query"])
         out["query_cached_s"] = median_of([vadindex("query", texts[0], "--index", demo, env=env)[0]])
         torch_ix = copy_without_cache(demo, root / "demo-torch")
         onnx_ix = copy_without_cache(demo, root / "demo-onnx")
@@ -171,7 +187,7 @@ def main() -> None:
         image = root / "query.png"
         Image.fromarray(np.full((120, 160, 3), (200, 90, 30), np.uint8)).save(image)
         out["image_query_s"] = median_of([vadindex("query", "--image", image, "--index", demo, env=env)[0]])
-        print(f"demo index: query {out['query_s']} s (median of {args.repeats} new texts), asked before "
+        print(f"demo index: query {out['query_s']} s (CPU {out['query_cpu_s']} s; median of {args.repeats} new texts), asked before "
               f"{out['query_cached_s']} s, --text-encoder torch {out['query_torch_s']} s, same rows {out['same_rows']}, "
               f"--image {out['image_query_s']} s (load {load()})")  # fmt: skip
 
@@ -187,13 +203,14 @@ def main() -> None:
         out["first_detect_1m_s"] = round(first, 2)
         new, _ = vadindex("detect", "--index", big, "-p", "; ".join(NEW_PROMPTS), env=env)
         out["new_prompts_1m_s"] = round(new, 2)
+        out["new_prompts_1m_cpu_s"] = CPU["detect"][-1]
         torch_prompts = "; ".join(f"{p} at night" for p in NEW_PROMPTS)
         torch_s, _ = vadindex(
             "detect", "--index", big, "-p", torch_prompts, "--text-encoder", "torch", env=env
         )
         out["new_prompts_1m_torch_s"] = round(torch_s, 2)
         print(f"{args.segments} segments: query {out['query_1m_s']} s, first detect {out['first_detect_1m_s']} s, "
-              f"10 new prompts {out['new_prompts_1m_s']} s (--text-encoder torch {out['new_prompts_1m_torch_s']} s) "
+              f"10 new prompts {out['new_prompts_1m_s']} s (CPU {out['new_prompts_1m_cpu_s']} s; --text-encoder torch {out['new_prompts_1m_torch_s']} s) "
               f"(load {load()})")  # fmt: skip
         out["segments"] = args.segments
         out["clips"] = len(paths)

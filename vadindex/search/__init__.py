@@ -1,7 +1,7 @@
 """Search: a text or an example image, encoded by the index's own model, against every segment.
 
-``encoders`` loads the index's model (or its ONNX text tower) and encodes images, ``vectors`` finds the nearest segments to
-a vector, and ``query`` does both for a text or an image.
+``encoders`` loads the index's model (or its ONNX text tower) and encodes images, ``vectors``
+finds the nearest segments to a vector, and ``query`` does both for a text or an image.
 """
 
 from __future__ import annotations
