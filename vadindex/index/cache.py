@@ -281,12 +281,15 @@ def text_products(snap: IndexSnapshot, kind: str, text_vectors: np.ndarray, chun
     t = np.asarray(text_vectors, dtype=np.float32)
     total = snap.manifest.n_segments if kind == "segments" else snap.manifest.n_frames
     out = np.empty((len(t), total), dtype=np.float32)
-    blocks = snap.stream_vectors(chunk, kind)
     products = None if "torch" in sys.modules else open_products()
     if products is not None:
-        for first, block in blocks:
+        # ONNX Runtime reads memory-mapped float16 blocks in place: no copy into a buffer (0.15 s
+        # of system time per million vectors).
+        mapped = snap.iter_vectors(chunk) if kind == "segments" else snap.stream_vectors(chunk, kind)
+        for first, block in mapped:
             out[:, first : first + len(block)] = products.run(None, {"texts": t, "vectors": block})[0]
         return out
+    blocks = snap.stream_vectors(chunk, kind)
     if "torch" in sys.modules:
         import torch
 
