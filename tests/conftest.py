@@ -38,6 +38,20 @@ def import_or_skip_unless_ci(module: str):  # type: ignore[no-untyped-def]
         skip_unless_ci(f"{module} is not installed")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_caches(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The same temporary caches for module- and session-scoped fixtures, which are set up before
+    (and outside) :func:`_offline`: builds there export text towers and remember int8 verdicts in
+    the user cache, never the real one."""
+    patch = pytest.MonkeyPatch()
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    patch.setenv("HF_HUB_OFFLINE", "1")
+    patch.setenv("HF_HOME", str(cache / "hf"))
+    patch.setenv("XDG_CACHE_HOME", str(cache))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def _offline(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest

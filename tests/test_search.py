@@ -84,17 +84,17 @@ def test_api_detect_loads_the_model_once_and_only_for_new_prompts(
         return encoder
 
     monkeypatch.setattr(search, "load_index_encoder", counting)
-    idx = VideoIndex(built_index)
+    idx = VideoIndex(built_index, text_encoder="torch")  # the model, not an exported text tower
     idx.detect("a person juggling in the street", use_cache=True)
     idx.detect("a dog chasing a ball; a person juggling in the street")
     assert loads == [1]  # loaded for the first new prompt, kept for the next
-    fresh = VideoIndex(built_index)
+    fresh = VideoIndex(built_index, text_encoder="torch")
     res = fresh.detect("a person juggling in the street")  # cached text: no model at all
     assert loads == [1] and len(res.videos) > 0
-    # A device given for one call is honoured (not the index's kept or lazy encoder).
+    # A device given for one call is honoured (not the index's kept or lazy encoder) by torch.
     devices = []
     monkeypatch.setattr(
         search, "load_index_encoder", lambda snap, device="auto", *a, **k: devices.append(device) or encoder
     )
-    VideoIndex(built_index, device="auto").detect("a cat on a wall", device="cpu")
+    VideoIndex(built_index, device="auto").detect("a cat on a wall", device="cpu", text_encoder="torch")
     assert devices == ["cpu"]

@@ -41,8 +41,13 @@ INT8_PROBE_FRAMES = 32
 #: cosine c moves a similarity by at most sqrt(2 (1 - c)): 0.063 at 0.998; the error is spread over
 #: all 512 dimensions, so a text similarity typically moves by ~0.003.
 INT8_MIN_COSINE = 0.998
-#: Image-tower runtime: ``torch``, or ``onnxruntime`` (CPU fp32, ~1.2x faster here, an optional install).
+#: Image-tower runtime: ``torch``, or ``onnxruntime`` (CPU fp32, ~1.2x faster here).
 DEFAULT_BACKEND = "torch"
+#: How queries, detections and tuning encode text: ``auto`` runs the text tower exported to ONNX
+#: (no torch, well under a second from a cold start) when this model's tower has been exported on
+#: this machine, else torch, exporting it for next time; ``onnx`` insists on ONNX (exporting first if
+#: needed), ``torch`` never uses it. See :mod:`vadindex.models.onnx_text`.
+DEFAULT_TEXT_ENCODER = "auto"
 #: FAISS index type: ``auto`` searches exactly (float16 scan) below 200,000 segments and with an
 #: IVF index above; ``flat``, ``ivf`` or ``hnsw`` force one (see :mod:`vadindex.index.faiss_index`).
 DEFAULT_INDEX_TYPE = "auto"
@@ -73,9 +78,10 @@ VIDEO_ROOT_HELP = (
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: ``--precision`` values (see :func:`vadindex.models.precision.resolve_precision`).
 PRECISIONS = ("auto", "fp32", "int8", "fp16")
-#: ``--backend`` values for the image tower: PyTorch, or ONNX Runtime (CPU, fp32; ``pip install
-#: onnxruntime onnx``, the ``onnx`` extra).
+#: ``--backend`` values for the image tower: PyTorch, or ONNX Runtime (CPU, fp32).
 BACKENDS = ("torch", "onnxruntime")
+#: ``--text-encoder`` values (see :data:`DEFAULT_TEXT_ENCODER`).
+TEXT_ENCODERS = ("auto", "onnx", "torch")
 #: FAISS index types (see :mod:`vadindex.index.faiss_index`).
 INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
 #: Temporal annotation file formats (see :mod:`vadindex.evaluate.annotations`).

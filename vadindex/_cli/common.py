@@ -150,6 +150,13 @@ def device_option(what: str = "the encoder") -> Decorator:
     )  # fmt: skip
 
 
+#: ``--text-encoder`` of commands that encode texts against an index (query, detect, tune).
+text_encoder_option = click.option(
+    "--text-encoder", "text_encoder", type=click.Choice(C.TEXT_ENCODERS), default=C.DEFAULT_TEXT_ENCODER,
+    show_default=True,
+    help="How new texts are encoded: auto (the text tower exported to ONNX once, no torch; else torch, "
+    "exporting it for next time), onnx (export first if needed) or torch (--device applies to torch).",
+)  # fmt: skip
 #: ``--pretrained`` of commands that read an index: the index knows its weights unless they moved.
 moved_weights_option = click.option(
     "--pretrained", default=None, help="The index's checkpoint file, if it moved."

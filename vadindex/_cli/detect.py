@@ -23,6 +23,7 @@ from vadindex._cli.common import (
     normal_prompts_option,
     options_from,
     prompts_option,
+    text_encoder_option,
 )
 from vadindex.detect.options import CONFIG_INPUTS, DetectOptions
 from vadindex.report.options import ReportOptions
@@ -38,6 +39,7 @@ from vadindex.report.options import ReportOptions
 @options_from(ReportOptions)
 @device_option("the text encoder")
 @moved_weights_option
+@text_encoder_option
 @click.option(
     "--segments", "json_segments", type=click.Choice(C.SEGMENT_LISTINGS), default="all", show_default=True,
     help="Segments listed by --format json (videos and metrics are always there).",
@@ -45,7 +47,8 @@ from vadindex.report.options import ReportOptions
 @format_option(("table", "json"))
 @friendly_errors
 def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_cache: bool, out: str | None,
-               device: str, pretrained: str | None, json_segments: str, fmt: str, **options: Any) -> None:  # fmt: skip
+               device: str, pretrained: str | None, text_encoder: str, json_segments: str, fmt: str,
+               **options: Any) -> None:  # fmt: skip
     """Flag anomalous segments and videos by comparing them with text prompts.
 
     Segment score a = sum over anomaly classes of softmax(logit_scale * cosine) over all classes;
@@ -76,7 +79,7 @@ def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_
     result = detect(
         index, inputs["prompts"], normal_prompts=inputs["normal_prompts"], options=opts,
         annotations=inputs["annotations"], annotation_format=annotation_format, device=device,
-        pretrained=pretrained, use_cache=use_cache,
+        pretrained=pretrained, use_cache=use_cache, text_encoder=text_encoder,
     )  # fmt: skip
     if out:
         from vadindex.report.report import command_line, write_report
@@ -117,11 +120,12 @@ def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_
                    "(best.yaml -> best.html).")  # fmt: skip
 @device_option("the text encoder (prompts not cached yet)")
 @moved_weights_option
+@text_encoder_option
 @format_option(("text", "json"))
 @friendly_errors
 def tune_cmd(index: str, prompts: str, normal_prompts: str | None, annotations: str | None, annotation_format: str,
              metric: str, folds: int, grid: str | None, seed: int, out: str, device: str, pretrained: str | None,
-             fmt: str) -> None:  # fmt: skip
+             text_encoder: str, fmt: str) -> None:  # fmt: skip
     """Grid-search rules, thresholds and aggregation; report the held-out score of k-fold CV by video.
 
     For each fold the best settings on the training videos are scored on the held-out videos; the
@@ -138,6 +142,7 @@ def tune_cmd(index: str, prompts: str, normal_prompts: str | None, annotations: 
     result = tune(
         index, prompts, normal_prompts=normal_prompts, annotations=annotations, annotation_format=annotation_format,
         metric=metric, folds=folds, grid=grid, seed=seed, device=device, pretrained=pretrained,
+        text_encoder=text_encoder,
     )  # fmt: skip
     from vadindex.report.tuning import write_tune_page
 

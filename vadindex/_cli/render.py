@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 
@@ -23,6 +25,38 @@ def table(frame: Any, fmt: str, floats: str = "{:.4f}") -> None:
         click.echo("(no results)")
     else:
         click.echo(frame.to_string(index=False, float_format=floats.format))
+
+
+def columns(data: dict[str, Any], fmt: str, floats: str = "{:.4f}") -> None:
+    """Named numpy columns (as :class:`~vadindex.search.vectors.SearchHits` holds them) as ``table``,
+    ``csv`` or ``json``, like :func:`table` prints a DataFrame, without importing pandas."""
+    names = list(data)
+    rows = list(zip(*(data[c].tolist() for c in names), strict=True)) if names else []
+    if fmt == "json":
+        records = [
+            {c: round(v, 6) if isinstance(v, float) else v for c, v in zip(names, r, strict=True)}
+            for r in rows
+        ]
+        click.echo(json.dumps(records, indent=2))
+    elif fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows(rows)
+        click.echo(out.getvalue(), nl=False)
+    elif not rows:
+        click.echo("(no results)")
+    else:
+        cells = [[floats.format(v) if isinstance(v, float) else str(v) for v in r] for r in rows]
+        widths = [max(len(c), *(len(r[j]) for r in cells)) for j, c in enumerate(names)]
+        text = [isinstance(v, str) for v in rows[0]]  # text left-aligned, numbers right-aligned
+
+        def line(values: list[str]) -> str:
+            return "  ".join(
+                v.ljust(w) if left else v.rjust(w) for v, w, left in zip(values, widths, text, strict=True)
+            ).rstrip()
+
+        click.echo("\n".join([line(names), *(line(r) for r in cells)]))
 
 
 def build_summary(s: Any) -> None:

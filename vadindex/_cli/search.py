@@ -17,6 +17,7 @@ from vadindex._cli.common import (
     log,
     moved_weights_option,
     options_from,
+    text_encoder_option,
 )
 from vadindex.report.options import ReportOptions
 
@@ -34,6 +35,7 @@ from vadindex.report.options import ReportOptions
               help="Query by example image instead of text.")  # fmt: skip
 @device_option("the text/image encoder")
 @moved_weights_option
+@text_encoder_option
 @click.option(
     "--exact", is_flag=True, help="Scan every segment even when the index is approximate (ivf, hnsw)."
 )
@@ -47,9 +49,13 @@ from vadindex.report.options import ReportOptions
 @format_option()
 @friendly_errors
 def query(text: str | None, index: str, k: int, video: str | None, image: str | None, device: str,
-          pretrained: str | None, exact: bool, precision: str, html: str | None, fmt: str,
+          pretrained: str | None, text_encoder: str, exact: bool, precision: str, html: str | None, fmt: str,
           **options: Any) -> None:  # fmt: skip
     """Search segments by text (or by an example image), best first.
+
+    A text query runs the model's text tower in ONNX Runtime, without torch, once it has been
+    exported on this machine (by the build, or the first query); a query already asked is answered
+    from the index's cache. An image query loads the whole model with torch.
 
     \b
     Examples:
@@ -58,14 +64,15 @@ def query(text: str | None, index: str, k: int, video: str | None, image: str | 
       vadindex query --image suspect.jpg --index indexes/cams
       vadindex query "a fire" --index indexes/cams --html hits.html
     """
-    from vadindex.search.query import query_index
+    from vadindex.search.query import query_hits
 
-    results = query_index(index, text, image=image, k=k, video=video, device=device, pretrained=pretrained,
-                          precision=precision, exact=exact)  # fmt: skip
-    page_options = ReportOptions(**given(ReportOptions, options))
+    hits = query_hits(index, text, image=image, k=k, video=video, device=device, pretrained=pretrained,
+                      precision=precision, exact=exact, text_encoder=text_encoder)  # fmt: skip
     if html:
         from vadindex.report.hits import write_hits_page
 
-        page = write_hits_page(index, results, html, query=text, image=image, options=page_options)
+        page_options = ReportOptions(**given(ReportOptions, options))
+        page = write_hits_page(index, hits.to_frame(), html, query=text, image=image, options=page_options)
         log.info("wrote %s", page)
-    render.table(results.drop(columns=["video_id"]) if fmt == "table" else results, fmt)
+    shown = {c: v for c, v in hits.columns.items() if fmt != "table" or c != "video_id"}
+    render.columns(shown, fmt)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vadindex.config import DEFAULT_DEVICE
+from vadindex.config import DEFAULT_DEVICE, DEFAULT_TEXT_ENCODER
 from vadindex.detect.aggregate import VideoAggregate, aggregate_codes
 from vadindex.detect.options import DetectOptions
 from vadindex.detect.prompts import ClassPromptSet, PromptSet, from_prompt_set, load_prompt_set
@@ -18,7 +18,7 @@ from vadindex.detect.similarity import compute_class_similarities, load_neighbou
 from vadindex.evaluate.annotations import Annotation, build_ground_truth, load_annotations
 from vadindex.evaluate.detection import evaluate, fill_from_annotations
 from vadindex.index.reader import IndexSnapshot
-from vadindex.models.identity import Encoder
+from vadindex.models.identity import TextEncoder
 
 
 def detect(
@@ -31,8 +31,9 @@ def detect(
     annotation_format: str = "auto",
     device: str = DEFAULT_DEVICE,
     pretrained: str | None = None,
-    encoder: Encoder | None = None,
+    encoder: TextEncoder | None = None,
     use_cache: bool = True,
+    text_encoder: str = DEFAULT_TEXT_ENCODER,
     **option_overrides: Any,
 ) -> DetectResult:
     """Score every segment of an index against anomaly and normal prompts and decide.
@@ -55,6 +56,8 @@ def detect(
         pretrained: weights, when the index's checkpoint moved.
         encoder: an already-loaded encoder (must be the index's model).
         use_cache: read and write the index's similarity cache.
+        text_encoder: ``auto``, ``onnx`` or ``torch``: how prompts not cached yet are encoded (see
+            :func:`vadindex.search.encoders.load_text_encoder`).
 
     Returns:
         A :class:`~vadindex.detect.result.DetectResult`.
@@ -70,7 +73,7 @@ def detect(
     )
     sims, frame_sims = compute_class_similarities(
         snap, spec, frames=opts.rule == "frame-vote", encoder=encoder, device=device, pretrained=pretrained,
-        use_cache=use_cache,
+        use_cache=use_cache, text_encoder=text_encoder,
     )  # fmt: skip
     neighbours = load_neighbours(snap, opts.knn_k, use_cache) if opts.knn_k > 0 else None
     result = decide_classes(

@@ -10,11 +10,11 @@ import os
 
 import numpy as np
 
-from vadindex.config import DEFAULT_DEVICE
+from vadindex.config import DEFAULT_DEVICE, DEFAULT_TEXT_ENCODER
 from vadindex.detect.prompts import ClassPromptSet, class_similarities
 from vadindex.index.cache import IndexCache, nearest_neighbours, text_products
 from vadindex.index.reader import IndexSnapshot, open_index
-from vadindex.models.identity import Encoder
+from vadindex.models.identity import TextEncoder
 from vadindex.search import encoders
 
 
@@ -32,26 +32,28 @@ def compute_class_similarities(
     spec: ClassPromptSet,
     *,
     frames: bool = False,
-    encoder: Encoder | None = None,
+    encoder: TextEncoder | None = None,
     device: str = DEFAULT_DEVICE,
     pretrained: str | None = None,
     use_cache: bool = True,
+    text_encoder: str = DEFAULT_TEXT_ENCODER,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Similarity of every segment (and, with ``frames``, every frame) to every class of ``spec``.
 
-    Text embeddings and text similarities come from the index's cache; the model is loaded only
-    to encode texts that are not cached yet.
+    Text embeddings and text similarities come from the index's cache; a text encoder is loaded
+    only to encode texts that are not cached yet (``text_encoder``: ``auto``, ``onnx`` or
+    ``torch``, see :func:`vadindex.search.encoders.load_text_encoder`).
 
     Returns:
         ``(n_segments, n_classes)`` and, with ``frames``, ``(n_frames, n_classes)`` float32 arrays.
     """
     if encoder is not None:
         encoders.check_encoder(snap, encoder)
-    loaded: list[Encoder] = [encoder] if encoder is not None else []
+    loaded: list[TextEncoder] = [encoder] if encoder is not None else []
 
-    def get_encoder() -> Encoder:
+    def get_encoder() -> TextEncoder:
         if not loaded:
-            loaded.append(encoders.load_index_encoder(snap, device, pretrained))
+            loaded.append(encoders.load_text_encoder(snap, text_encoder, device, pretrained))
         return loaded[0]
 
     texts = spec.texts

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from vadindex.config import DEFAULT_DEVICE, DEFAULT_TUNE_FOLDS
+from vadindex.config import DEFAULT_DEVICE, DEFAULT_TEXT_ENCODER, DEFAULT_TUNE_FOLDS
 from vadindex.detect.grid import DEFAULT_GRID, TuneData, TuneResult, load_grid, search
 from vadindex.detect.prompts import ClassPromptSet, load_prompt_set
 from vadindex.detect.similarity import compute_class_similarities, load_neighbours, open_snapshot
@@ -28,15 +28,18 @@ def prepare(
     use_cache: bool = True,
     device: str = DEFAULT_DEVICE,
     pretrained: str | None = None,
+    text_encoder: str = DEFAULT_TEXT_ENCODER,
 ) -> TuneData:
     """Gather the cached similarities, neighbours, labels and annotations of an index for :func:`search`.
 
-    ``device`` and ``pretrained`` matter only for prompts not yet cached (see :func:`vadindex.detect.detect`).
+    ``device``, ``pretrained`` and ``text_encoder`` matter only for prompts not yet cached (see
+    :func:`vadindex.detect.detect`).
     """
     frames = "frame-vote" in grid["rule"]
     sims, frame_sims = compute_class_similarities(
-        snap, spec, frames=frames, use_cache=use_cache, device=device, pretrained=pretrained
-    )
+        snap, spec, frames=frames, use_cache=use_cache, device=device, pretrained=pretrained,
+        text_encoder=text_encoder,
+    )  # fmt: skip
     segs = snap.segments
     videos = snap.videos
     ids = videos["video_id"].astype(str).to_numpy()
@@ -69,6 +72,7 @@ def tune(
     seed: int = 0,
     device: str = DEFAULT_DEVICE,
     pretrained: str | None = None,
+    text_encoder: str = DEFAULT_TEXT_ENCODER,
 ) -> TuneResult:
     """Tune the detection settings of an index by cross-validated grid search.
 
@@ -83,6 +87,7 @@ def tune(
         seed: seed of the fold shuffle.
         device: device of the text encoder, for prompts not in the index's cache.
         pretrained: the index's checkpoint file, if it moved.
+        text_encoder: ``auto``, ``onnx`` or ``torch``, for prompts not in the index's cache.
 
     Returns:
         A :class:`TuneResult`; ``result.best`` holds ``detect`` keyword arguments.
@@ -97,7 +102,9 @@ def tune(
     anns = None
     if annotations is not None:
         anns = load_annotations(annotations, annotation_format)
-    data = prepare(snap, spec, full_grid, anns, device=device, pretrained=pretrained)
+    data = prepare(
+        snap, spec, full_grid, anns, device=device, pretrained=pretrained, text_encoder=text_encoder
+    )
     result = search(data, full_grid, metric, folds, seed)
     result.extra.update({"index": str(snap.path), "model": snap.manifest.identity.describe(),
                          "generation": snap.manifest.generation, "folds_requested": folds, "seed": seed})  # fmt: skip

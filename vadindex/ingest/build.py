@@ -300,6 +300,11 @@ def open_build(
     """Lock the index, load the encoder (unless given; ``threads``: its CPU threads) and open the
     writer; release all on exit.
 
+    An encoder loaded here remembers ``--precision auto``'s int8 verdict per weights and CPU (the
+    second build on a machine skips the check), and exports its text tower to ONNX for torch-free
+    queries, once per model on this machine
+    (:meth:`~vadindex.models.openclip.OpenClipEncoder.export_text_onnx`).
+
     The index is locked before the model loads, so a second build on the same index is refused at
     once; a folder this build created is removed again when the build fails to start.
     """
@@ -310,9 +315,19 @@ def open_build(
         if encoder is None:
             from vadindex.models.openclip import load_encoder
 
-            encoder = load_encoder(
-                o.model or DEFAULT_MODEL, o.pretrained, o.device, o.precision, o.backend, threads=threads
+            model = load_encoder(
+                o.model or DEFAULT_MODEL,
+                o.pretrained,
+                o.device,
+                o.precision,
+                o.backend,
+                threads=threads,
+                remember_int8=True,
             )
+            # torch is loaded now: export the text tower once, so queries need no torch (a no-op when
+            # done before on this machine, or for towers that cannot be exported).
+            model.export_text_onnx()
+            encoder = model
         writer = IndexWriter(
             plan.index,
             encoder.identity,

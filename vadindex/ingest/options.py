@@ -59,8 +59,7 @@ class BuildOptions(Options):
     )
     backend: str = option(
         C.DEFAULT_BACKEND,
-        "Image-tower runtime; onnxruntime (CPU, fp32, same embeddings, ~1.2x faster than torch fp32) "
-        "needs `pip install onnxruntime onnx`.",
+        "Image-tower runtime; onnxruntime (CPU, fp32, same embeddings, ~1.2x faster than torch fp32).",
         choices=C.BACKENDS,
     )
 
