@@ -204,7 +204,7 @@ def test_image_queries_do_not_run_the_int8_check(encoder, small_clips: Path, tmp
 
     build_index([small_clips / "fight"], tmp_path / "ix", encoder=encoder, progress=False)
     loaded = load_index_encoder(open_index(tmp_path / "ix"), "cpu")
-    assert loaded.precision == "fp32" and loaded._int8 is None  # type: ignore[attr-defined]
+    assert loaded.precision == "fp32" and not loaded.checking_int8  # type: ignore[attr-defined]
 
 
 def test_a_failing_int8_check_leaves_the_build_in_fp32(

@@ -130,6 +130,11 @@ class OpenClipEncoder:
         if int8_probe and self.precision == "fp32" and self._onnx is None and device == "cpu":
             self._int8 = Int8Check(model.visual, self._use_int8)
 
+    @property
+    def checking_int8(self) -> bool:
+        """True while ``--precision auto``'s int8 check is still deciding."""
+        return self._int8 is not None
+
     def _use_int8(self, tower: Any) -> None:
         """Encode with the int8 image tower from now on (``--precision auto``'s check accepted it)."""
         self.model.visual = tower
