@@ -106,5 +106,14 @@ def built_index(small_clips: Path, encoder, tmp_path_factory: pytest.TempPathFac
     return path
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """``vadindex demo`` (held-out seed 7, 16 videos), run once per session: its index, scenes,
+    detection and report are what the demo tests and the served pages look at."""
+    from vadindex.demo import run_demo
+
+    return run_demo(tmp_path_factory.mktemp("demo"), seed=7, n_normal=6, n_anomaly=10)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from vadindex.demo import run_demo
 from vadindex.files import sha256_file
 from vadindex.models.weights import builtin_weights
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    return run_demo(tmp_path_factory.mktemp("demo"), seed=7, n_normal=6, n_anomaly=10)
+def demo(demo_run):  # type: ignore[no-untyped-def]
+    return demo_run  # shared with the served-pages tests (conftest.py)
 
 
 def test_model_ships_and_loads_offline(demo) -> None:  # type: ignore[no-untyped-def]

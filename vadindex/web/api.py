@@ -141,9 +141,8 @@ def segment(request: Request, segment_id: str) -> Response:
     return JSONResponse(jsonable(segment_details(view, view.require_segment(segment_id))))
 
 
-@router.api_route(
-    "/segments/{segment_id}/thumbnail", methods=["GET", "HEAD"], summary="A segment's thumbnail (JPEG)"
-)
+@router.head("/segments/{segment_id}/thumbnail", include_in_schema=False)
+@router.get("/segments/{segment_id}/thumbnail", summary="A segment's thumbnail (JPEG)")
 def thumbnail(request: Request, segment_id: str) -> Response:
     """The segment's middle frame: stored in the index, cached, or decoded from its video; a
     placeholder picture (header ``X-Thumbnail: placeholder``) when the video moved or changed."""
@@ -151,8 +150,8 @@ def thumbnail(request: Request, segment_id: str) -> Response:
     return _jpeg(view.thumbs.segment(view.require_segment(segment_id)))
 
 
-@router.api_route("/segments/{segment_id}/frames/{number}", methods=["GET", "HEAD"],
-                  summary="One sampled frame of a segment (JPEG)")  # fmt: skip
+@router.head("/segments/{segment_id}/frames/{number}", include_in_schema=False)
+@router.get("/segments/{segment_id}/frames/{number}", summary="One sampled frame of a segment (JPEG)")  # fmt: skip
 def frame(request: Request, segment_id: str, number: int) -> Response:
     """Sampled frame ``number`` (0-based) of the segment, as the encoder saw it (in time)."""
     view = index_state(request).view()
@@ -171,9 +170,8 @@ def video(request: Request, video_id: str) -> Response:
     return JSONResponse(jsonable(video_details(view, view.require_video(video_id))))
 
 
-@router.api_route(
-    "/videos/{video_id}/stream", methods=["GET", "HEAD"], summary="The video file (HTTP range requests)"
-)
+@router.head("/videos/{video_id}/stream", include_in_schema=False)
+@router.get("/videos/{video_id}/stream", summary="The video file (HTTP range requests)")
 def stream(request: Request, video_id: str) -> Response:
     """The indexed video itself, for playing and seeking in a page; only files registered in the
     index, and only while the file at its recorded path (or ``--video-root``) is still the video that

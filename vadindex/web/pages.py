@@ -105,6 +105,7 @@ def search_page(request: Request) -> Response:
     if not (text or like or image):
         return render(request, "search.html.j2", results=None, error=None, **context)
     state = _state(request)
+    loading = not state.model_loaded
     t = time.perf_counter()
     try:
         k = _int(form["k"], "k")
@@ -121,7 +122,7 @@ def search_page(request: Request) -> Response:
         return render(request, "search.html.j2", status=404, results=None, error=str(exc), **context)
     except InputError as exc:
         return render(request, "search.html.j2", status=400, results=None, error=str(exc), **context)
-    result = Search(rows, what, time.perf_counter() - t, like)
+    result = Search(rows, what, time.perf_counter() - t, like, loaded_model=loading and state.model_loaded)
     kept = {k: v for k, v in q.items() if k in ("text", "like", "image", "k", "video")}
     other = "segments" if view_mode == "events" else "events"
     return render(request, "search.html.j2", results=result, events=events_of(rows), error=None,
@@ -196,7 +197,8 @@ def video_page(request: Request, video_id: str) -> Response:
     ]  # fmt: skip
     review_query = urlencode([(k, v) for k, v in request.query_params.multi_items()])
     return render(request, "video.html.j2", v=details, thumbs=thumbs, review_query=review_query,
-                  scored=bool(request.query_params.get("prompts")), nav="review")  # fmt: skip
+                  scored=bool(request.query_params.get("prompts")), annotations=bool(_state(request).annotations),
+                  nav="review")  # fmt: skip
 
 
 def _spread(n: int, count: int) -> list[float]:

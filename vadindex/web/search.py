@@ -40,6 +40,8 @@ class Search:
     seconds: float
     #: The segment searched from (``like=``), when it was one.
     like: str | None = None
+    #: This search loaded the model (its time includes that).
+    loaded_model: bool = False
 
 
 def check_text(text: str | None, what: str = "text") -> str:

@@ -77,11 +77,13 @@
     $("flagged-videos").textContent = data.flagged_videos.toLocaleString() + " of " + data.videos.toLocaleString();
     const m = data.metrics;
     $("metric-f1-card").hidden = !(m && "f1" in m);
+    $("metric-pr-card").hidden = !(m && "precision" in m);
     $("metric-auc-card").hidden = !(m && "video_auc" in m);
     $("metric-frame-card").hidden = !(m && "frame_auc" in m);
     $("metric-wrong-card").hidden = !data.labelled;
     if (m) {
       $("metric-f1").textContent = number(m.f1, 3);
+      $("metric-pr").textContent = number(m.precision, 2) + " / " + number(m.recall, 2);
       $("metric-auc").textContent = number(m.video_auc, 3);
       $("metric-frame-auc").textContent = number(m.frame_auc, 3);
     }
