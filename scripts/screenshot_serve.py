@@ -54,6 +54,8 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
             page = browser.new_page(viewport={"width": args.width, "height": 800})
+            # The first search loads the model: not the time a reader should see on the picture.
+            page.goto(base + "/search?text=a+street", wait_until="load", timeout=180_000)
             page.goto(base + "/search?text=smoke+and+flames&k=24", wait_until="networkidle", timeout=180_000)
             shots.append(page.screenshot(clip={"x": 0, "y": 0, "width": args.width, "height": 560}))
             page.goto(

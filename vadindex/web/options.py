@@ -5,6 +5,7 @@ The module imports neither numpy nor FastAPI, so the CLI can declare its flags f
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import re
@@ -73,8 +74,6 @@ WEB_MODULES = {"fastapi": "fastapi", "uvicorn": "uvicorn", "python_multipart": "
 
 def missing_web_packages() -> list[str]:
     """The packages of the ``web`` extra that are not installed (found without importing them)."""
-    import importlib.util
-
     missing = []
     for module, package in WEB_MODULES.items():
         try:
