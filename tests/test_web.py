@@ -504,34 +504,3 @@ def test_model_loads_once_on_first_need(index: Path, monkeypatch: pytest.MonkeyP
             )
         assert all(a.status_code == 200 for a in answers)
         assert loads == [1] and app.state.index.model_loaded
-
-
-def test_concurrent_query_texts_are_encoded_in_batches(index: Path) -> None:
-    import threading
-    import time as clock
-    from concurrent.futures import ThreadPoolExecutor
-
-    state = IndexState(index, device="cpu")
-    encoder = state.encoder()
-    singles = {t: encoder.encode_texts([t])[0] for t in (f"query number {i}" for i in range(24))}
-    calls: list[int] = []
-    real = encoder.encode_texts
-    gate = threading.Event()
-
-    def slow(texts: list[str]) -> np.ndarray:
-        calls.append(len(texts))
-        gate.wait(5)  # the first batch holds on until every request is waiting
-        clock.sleep(0.01)
-        return real(texts)
-
-    encoder.encode_texts = slow  # type: ignore[method-assign]
-    with ThreadPoolExecutor(24) as pool:
-        futures = {t: pool.submit(state.text_vector, t) for t in singles}
-        clock.sleep(0.3)
-        gate.set()
-        got = {t: f.result(30) for t, f in futures.items()}
-    assert sum(calls) == 24 and len(calls) < 24, calls  # one, then the rest together
-    for t, v in got.items():
-        np.testing.assert_allclose(v, singles[t], atol=1e-5)
-    assert state.text_vector("query number 3") is got["query number 3"]  # kept: not encoded again
-    assert sum(calls) == 24

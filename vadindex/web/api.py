@@ -59,8 +59,6 @@ Glob = Annotated[
     str | None,
     Query(max_length=C.SERVE_MAX_TEXT, description="Only videos whose name or path matches this glob."),
 ]
-#: Long enough for any id this server gives out; anything longer is not one of ours.
-Id = Annotated[str, Query(max_length=100)]
 
 
 def index_state(request: Request) -> IndexState:

@@ -111,7 +111,9 @@ def search_page(request: Request) -> Response:
         k = _int(form["k"], "k")
         if like:
             rows = search_like(state, like, k, video)
-            what = "segments like the one chosen"
+            view = state.view()
+            ref = api.segment_details(view, view.require_segment(like))
+            what = f"{ref['video']} at {seconds(ref['start'])} – {seconds(ref['end'])} (more like this)"
         elif image:
             rows = search_upload(state, image, k, video)
             what = "the uploaded image"
@@ -123,7 +125,7 @@ def search_page(request: Request) -> Response:
     except InputError as exc:
         return render(request, "search.html.j2", status=400, results=None, error=str(exc), **context)
     result = Search(rows, what, time.perf_counter() - t, like, loaded_model=loading and state.model_loaded)
-    kept = {k: v for k, v in q.items() if k in ("text", "like", "image", "k", "video")}
+    kept = {name: value for name, value in q.items() if name in ("text", "like", "image", "k", "video")}
     other = "segments" if view_mode == "events" else "events"
     return render(request, "search.html.j2", results=result, events=events_of(rows), error=None,
                   back=urlencode({**kept, "view": view_mode}), toggle=urlencode({**kept, "view": other}),

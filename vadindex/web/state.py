@@ -19,7 +19,6 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,6 @@ log = logging.getLogger("vadindex")
 TEXT_VECTORS_KEPT = 2048
 #: Uploaded query images whose embeddings are kept, so that a search by image has a URL.
 UPLOADS_KEPT = 256
-#: Query texts encoded in one batch at most.
-TEXT_BATCH = 64
 #: Prompt sets whose class similarities are kept in memory per index generation.
 CLASS_SIMS_KEPT = 4
 #: A segment id is ``<video id>-<segment number>``: the video's content id and the segment's
@@ -176,7 +173,6 @@ class IndexState:
         self._encode_lock = threading.Lock()
         self._encoder: Encoder | None = None
         self.text_vectors = LRU(TEXT_VECTORS_KEPT)
-        self._texts = _TextBatches(self)
         self.uploads = LRU(UPLOADS_KEPT)
         self._stamp = _stamp(self.path)
         self._view = IndexView(open_index(self.path), self.roots, self.thumbnail_size)
@@ -231,64 +227,23 @@ class IndexState:
     def text_vector(self, text: str) -> np.ndarray:
         """The unit embedding of a query text (kept for repeated queries).
 
-        Texts asked for at the same time are encoded together: while one batch is encoded, new
-        texts wait and go into the next one. A batch of 50 short texts costs the text tower about
-        what 9 single ones do (34 ms against 3.9 ms each for vadindex-tiny here), so 50 clients
-        searching at once wait for a few batches, not for 50 encodes in a row.
+        Encodes run one at a time, each as its request arrives. Batching the texts of concurrent
+        requests was measured slower over HTTP (56 against 94-99 requests/s with 50 clients on the
+        demo index, BENCHMARKS.md): the text tower releases the GIL, so one request encodes while
+        the others parse, search and answer, and a batch made every request wait for the slowest
+        text, then compete for the GIL all at once.
         """
         found = self.text_vectors.get(text)
-        if found is not None:
-            return found
-        return self._texts.vector(text)
+        if found is None:
+            found = self.encode(lambda e: e.encode_texts([text])[0])
+            self.text_vectors.put(text, found)
+        return found
 
     def remember_upload(self, data: bytes, vector: np.ndarray) -> str:
         """Keep an uploaded image's embedding; returns the key a search URL names it by."""
         key = hashlib.sha256(data).hexdigest()[:20]
         self.uploads.put(key, vector)
         return key
-
-
-class _TextBatches:
-    """Query texts waiting to be encoded, encoded in batches of at most :data:`TEXT_BATCH` by whichever
-    waiting request thread finds no batch running (no thread of its own, nothing to shut down)."""
-
-    def __init__(self, state: IndexState) -> None:
-        self._state = state
-        self._ready = threading.Condition()
-        self._pending: dict[str, Future[np.ndarray]] = {}
-        self._running = False
-
-    def vector(self, text: str) -> np.ndarray:
-        with self._ready:
-            future = self._pending.get(text)
-            if future is None:
-                future = self._pending[text] = Future()
-        while True:
-            with self._ready:
-                if future.done():
-                    break
-                if self._running:
-                    self._ready.wait()
-                    continue
-                self._running = True
-                batch = list(self._pending.items())[:TEXT_BATCH]
-                for t, _ in batch:
-                    del self._pending[t]
-            texts = [t for t, _ in batch]
-            try:
-                vectors = self._state.encode(lambda e, texts=texts: e.encode_texts(texts))
-            except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error
-                for _, f in batch:
-                    f.set_exception(exc)
-            else:
-                for (t, f), v in zip(batch, vectors, strict=True):
-                    self._state.text_vectors.put(t, v)
-                    f.set_result(v)
-            finally:
-                with self._ready:
-                    self._running = False
-                    self._ready.notify_all()
-        return future.result()
 
 
 class _LazyEncoder:
