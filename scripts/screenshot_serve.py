@@ -68,7 +68,7 @@ def main() -> None:
             )
             shots.append(
                 page.screenshot(
-                    clip={"x": 0, "y": top - 10, "width": args.width, "height": 760}, full_page=True
+                    clip={"x": 0, "y": top - 10, "width": args.width, "height": 1080}, full_page=True
                 )
             )
             browser.close()
