@@ -154,7 +154,12 @@ def session(browser: Any, base: str, shots: Path) -> Session:
         lambda m: m.type in ("error", "warning") and s.problems.append(f"console.{m.type}: {m.text}"),
     )
     page.on("pageerror", lambda e: s.problems.append(f"pageerror: {e}"))
-    page.on("requestfailed", lambda r: s.problems.append(f"failed: {r.url} {r.failure}"))
+    # ERR_ABORTED is the browser cancelling a request itself (leaving a page while its video
+    # loads); foreign requests that the route refuses are reported above.
+    page.on(
+        "requestfailed",
+        lambda r: "ERR_ABORTED" not in str(r.failure) and s.problems.append(f"failed: {r.url} {r.failure}"),
+    )
     page.on("dialog", lambda d: (s.dialogs.append(d.message), d.dismiss()))
     return s
 
