@@ -143,6 +143,16 @@ def built_index(small_clips: Path, encoder, tmp_path_factory: pytest.TempPathFac
     return path
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """``vadindex demo`` as the README measures it (held-out seed 7, 20 videos), run once per
+    session: its index, scenes, detection and report are what the demo tests and the served pages
+    look at."""
+    from vadindex.demo import run_demo
+
+    return run_demo(tmp_path_factory.mktemp("demo"), seed=7)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

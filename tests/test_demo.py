@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from vadindex.demo import run_demo
 from vadindex.files import sha256_file
 from vadindex.models.weights import builtin_weights
 
@@ -33,9 +32,10 @@ def published_figures() -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """``vadindex demo`` exactly as the README measures it: seed 7, 20 videos."""
-    return run_demo(tmp_path_factory.mktemp("demo"), seed=7)
+def demo(demo_run):  # type: ignore[no-untyped-def]
+    """``vadindex demo`` exactly as the README measures it: seed 7, 20 videos (shared with the
+    served-pages tests, conftest.py)."""
+    return demo_run
 
 
 def test_model_ships_and_loads_offline(demo) -> None:  # type: ignore[no-untyped-def]

@@ -74,6 +74,18 @@ VIDEO_ROOT_HELP = (
     "OLD=NEW: footage that moved; a video recorded (or listed) under folder OLD is read from NEW."
 )
 
+#: ``vadindex serve``: loopback unless told otherwise (any other address needs a token).
+DEFAULT_SERVE_HOST = "127.0.0.1"
+DEFAULT_SERVE_PORT = 8000
+#: Bounds on every request of ``vadindex serve``: results per query, characters of a query text (and
+#: of one prompt field), bytes of an uploaded image, and its pixels (checked from the header, before
+#: anything is decoded: a few KB of PNG can claim gigapixels).
+SERVE_MAX_K = 1000
+SERVE_MAX_TEXT = 1000
+SERVE_MAX_PROMPTS_TEXT = 20000
+SERVE_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+SERVE_MAX_UPLOAD_PIXELS = 25_000_000
+
 #: ``--device`` values besides ``cuda:N``.
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: ``--precision`` values (see :func:`vadindex.models.precision.resolve_precision`).

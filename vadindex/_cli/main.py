@@ -19,6 +19,7 @@ from vadindex._cli.index import check_cmd, info, manifest_cmd
 from vadindex._cli.live import alerts_cmd, watch_cmd
 from vadindex._cli.report import report_cmd
 from vadindex._cli.search import query
+from vadindex._cli.web import serve_cmd
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -44,6 +45,7 @@ def cli(verbose: int, quiet: bool) -> None:
       vadindex query "a person climbing a fence" --index indexes/cams
       vadindex detect --index indexes/cams --prompts "people fighting; a fire"
       vadindex report --index indexes/cams --prompts "people fighting; a fire" --out report.html
+      vadindex serve --index indexes/cams                  # search and review pages
     """
     _setup_logging(verbose, quiet)
 
@@ -54,6 +56,7 @@ for command in (
     detect_cmd,
     tune_cmd,
     report_cmd,
+    serve_cmd,
     manifest_cmd,
     info,
     check_cmd,

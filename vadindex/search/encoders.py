@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -126,6 +126,13 @@ def encode_query_image(encoder: Encoder, image: str | os.PathLike[str]) -> np.nd
         raise InputError(f"{path}: no such image") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise InputError(f"{path}: not a readable image ({exc})") from None
+    return encode_rgb_image(encoder, rgb)
+
+
+def encode_rgb_image(encoder: Encoder, rgb: Any) -> np.ndarray:
+    """Embed an RGB ``PIL.Image`` (an upload, say), resized and centre-cropped like the indexed frames."""
+    from PIL import Image
+
     size = encoder.image_size
     scale = size / min(rgb.size)
     w, h = max(size, round(rgb.width * scale)), max(size, round(rgb.height * scale))
