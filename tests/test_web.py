@@ -490,8 +490,8 @@ def test_model_loads_once_on_first_need(index: Path, monkeypatch: pytest.MonkeyP
     from vadindex.search import encoders
 
     loads = []
-    real = encoders.load_index_encoder
-    monkeypatch.setattr(encoders, "load_index_encoder", lambda *a, **k: loads.append(1) or real(*a, **k))
+    real = encoders.load_text_encoder
+    monkeypatch.setattr(encoders, "load_text_encoder", lambda *a, **k: loads.append(1) or real(*a, **k))
     app = create_app(index)
     with TestClient(app, base_url="http://127.0.0.1") as c:
         c.get("/api/info")

@@ -218,7 +218,7 @@ def test_search_open_and_more_like_this(browser: Any, served_demo: Server, shots
     assert "Fire" in s.page.inner_text("#events a.card >> nth=0")
     s.shot("more-like-this")
     s.goto("/index")
-    assert "16 videos" in s.page.inner_text("#contents")
+    assert "20 videos" in s.page.inner_text("#contents")
     s.assert_clean()
 
 
@@ -229,7 +229,7 @@ def test_review_threshold_rescores_in_place(browser: Any, served_demo: Server, s
     s.page.wait_for_selector("#videos li", timeout=SLOW_MS)
     before = s.page.inner_text("#flagged-segments")
     assert s.js("document.querySelectorAll('#histogram rect').length") > 3
-    assert s.js("document.querySelectorAll('#videos li svg polyline').length") == 16
+    assert s.js("document.querySelectorAll('#videos li svg polyline').length") == 20
     s.shot("review")
     loads = s.js("performance.getEntriesByType('navigation').length")
     s.page.locator("#opt-segment_threshold-range").fill("0.15")  # drag the slider

@@ -30,7 +30,7 @@ from vadindex.evaluate.annotations import Annotation, load_annotations
 from vadindex.index.manifest import MANIFEST, IndexManifest, read_manifest
 from vadindex.index.reader import IndexSnapshot, open_index
 from vadindex.ingest.sources import VideoRoots
-from vadindex.models.identity import Encoder
+from vadindex.models.identity import Encoder, TextEncoder
 from vadindex.report.thumbnails import ThumbnailStore
 from vadindex.search import encoders
 
@@ -172,6 +172,7 @@ class IndexState:
         self._lock = threading.Lock()
         self._encode_lock = threading.Lock()
         self._encoder: Encoder | None = None
+        self._text: TextEncoder | None = None
         self.text_vectors = LRU(TEXT_VECTORS_KEPT)
         self.uploads = LRU(UPLOADS_KEPT)
         self._stamp = _stamp(self.path)
@@ -200,11 +201,24 @@ class IndexState:
 
     @property
     def model_loaded(self) -> bool:
-        """True once a request has loaded the model."""
-        return self._encoder is not None
+        """True once a request has loaded a model (the text tower, or the whole model)."""
+        return self._text is not None or self._encoder is not None
+
+    def text_encoder(self) -> TextEncoder:
+        """The index's text encoder, loaded by the first caller (the others wait for it): its text
+        tower in ONNX Runtime when exported on this machine (no torch), else the whole model."""
+        if self._text is None:
+            with self._encode_lock:
+                if self._text is None:
+                    view = self.view()
+                    log.info("loading the text encoder of %s", view.manifest.identity.describe())
+                    self._text = encoders.load_text_encoder(view.snap, "auto", self.device)
+                    if isinstance(self._text, Encoder):  # the whole model: images need no second one
+                        self._encoder = self._text
+        return self._text
 
     def encoder(self) -> Encoder:
-        """The index's model, loaded by the first caller (the others wait for it)."""
+        """The index's whole model (image uploads), loaded by the first caller."""
         if self._encoder is None:
             with self._encode_lock:
                 if self._encoder is None:
@@ -214,15 +228,21 @@ class IndexState:
         return self._encoder
 
     def lazy_encoder(self) -> Encoder:
-        """An encoder that loads the model only if something is encoded (for the similarity cache,
+        """An encoder that loads a model only if something is encoded (for the similarity cache,
         which encodes only texts it does not hold)."""
         return _LazyEncoder(self, self.view().manifest)
 
     def encode(self, fn: Callable[[Encoder], np.ndarray]) -> np.ndarray:
-        """Run ``fn(encoder)``, one encode at a time."""
+        """Run ``fn(encoder)`` on the whole model, one encode at a time."""
         encoder = self.encoder()
         with self._encode_lock:
             return fn(encoder)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Embed texts with the text encoder, one encode at a time."""
+        encoder = self.text_encoder()
+        with self._encode_lock:
+            return encoder.encode_texts(texts)
 
     def text_vector(self, text: str) -> np.ndarray:
         """The unit embedding of a query text (kept for repeated queries).
@@ -235,7 +255,7 @@ class IndexState:
         """
         found = self.text_vectors.get(text)
         if found is None:
-            found = self.encode(lambda e: e.encode_texts([text])[0])
+            found = self.encode_texts([text])[0]
             self.text_vectors.put(text, found)
         return found
 
@@ -257,7 +277,7 @@ class _LazyEncoder:
         self.image_size = 0
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        return self._state.encode(lambda e: e.encode_texts(texts))
+        return self._state.encode_texts(texts)
 
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         return self._state.encode(lambda e: e.encode_images(pixels))
