@@ -49,14 +49,20 @@ def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_
     over the index). Rules: threshold (a >= --segment-threshold); topk (anomaly classes are a
     majority of the --top-k classes most similar to the segment); balanced (threshold, and the best
     anomaly class beats the best normal class); frame-vote (at least --frame-votes of the segment's
-    frames pass the threshold). --knn-k and --smooth then blend scores with similar segments and
-    with neighbouring segments. Text embeddings and similarities are cached in the index, so
-    re-running with other rules or thresholds loads no model.
+    frames pass the threshold). --novelty K mixes in how unlike the K nearest segments of its own
+    camera a segment is (--novelty-weight 0: text only, 1: novelty only). --knn-k and --smooth then
+    blend scores with similar segments and with neighbouring segments. Classes may also be taught
+    by example (--anomaly-examples, --normal-examples, or reviewer labels with --use-labels). Text
+    embeddings, similarities and neighbours are cached in the index, so re-running with other rules
+    or thresholds loads no model.
 
     \b
     Examples:
       vadindex detect --index indexes/cams --prompts "people fighting; a building on fire"
       vadindex detect --index indexes/ucf --prompts ucf-crime --calibrate zscore --segment-threshold 2
+      vadindex detect --index indexes/cams -p ucf-crime --novelty 10 --novelty-weight 0.5
+      vadindex detect --index indexes/cams -p ucf-crime --anomaly-examples "cam1/a.mp4@31;fight.jpg"
+      vadindex detect --index indexes/cams -p ucf-crime --use-labels
       vadindex detect --index indexes/ucf -p ucf-crime --annotations Temporal_Anomaly_Annotation.txt
       vadindex detect --index indexes/ucf --config tuned.yaml --format json
     """
@@ -71,7 +77,8 @@ def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_
     result = detect(
         index, inputs["prompts"], normal_prompts=inputs["normal_prompts"], options=opts,
         annotations=inputs["annotations"], annotation_format=annotation_format, device=device,
-        pretrained=pretrained, use_cache=use_cache,
+        pretrained=pretrained, use_cache=use_cache, anomaly_examples=inputs["anomaly_examples"],
+        normal_examples=inputs["normal_examples"],
     )  # fmt: skip
     if out:
         written = write_outputs(result, out)

@@ -25,7 +25,7 @@ from vadindex.index.lock import lock_index
 from vadindex.index.manifest import LOCK, MANIFEST, PARTS, read_manifest
 from vadindex.index.writer import IndexWriter, PendingVideo
 from vadindex.ingest.options import BuildOptions
-from vadindex.ingest.sources import VideoSource, collect_sources, fingerprint
+from vadindex.ingest.sources import VideoSource, assign_cameras, collect_sources, fingerprint
 from vadindex.ingest.video import encoder_precision, ingest_video
 from vadindex.models.identity import Encoder
 
@@ -123,6 +123,7 @@ def plan_build(
     )
     settings.validate()
     videos, unreadable = collect_sources(sources, manifest)
+    videos = assign_cameras(videos, options.camera, options.camera_from)
     if not videos:
         detail = "; ".join(f"{p}: {r}" for p, r in unreadable) or "no sources given"
         raise InputError(f"no videos to index ({detail})")
