@@ -72,7 +72,7 @@ DATASET_LAYOUTS = ("auto", "ucf-crime", "xd-violence")
 #: Which segments ``detect --format json`` lists.
 SEGMENT_LISTINGS = ("all", "anomalous", "none")
 #: Metrics ``vadindex tune`` maximises.
-TUNE_METRICS = ("f1", "auc")
+TUNE_METRICS = ("f1", "auc", "segment-f1")
 
 #: Segment rules, calibrations and video aggregations (see :mod:`vadindex.detect.scoring` and
 #: :mod:`vadindex.detect.aggregate`).
@@ -111,6 +111,8 @@ DEFAULT_NOVELTY_GAP = 5.0
 DEFAULT_NOVELTY_WEIGHT = 0.5
 #: Weight of a class's examples against its texts in the class embedding (0 texts only, 1 examples only).
 DEFAULT_EXAMPLE_WEIGHT = 0.5
+#: Novelty neighbours of ``query --unusual`` (on by nature there).
+DEFAULT_UNUSUAL_K = 10
 #: ``query --unusual TEXT``: the text query's best ``k`` times this many hits are ranked by novelty.
 UNUSUAL_POOL_FACTOR = 10
 #: Video aggregation: ratio of anomalous segments, max segment score, or mean of the top segment scores.

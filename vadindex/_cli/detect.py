@@ -13,6 +13,7 @@ from vadindex._cli.common import (
     annotations_options,
     detect_options,
     device_option,
+    examples_options,
     format_option,
     friendly_errors,
     given,
@@ -95,6 +96,9 @@ def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_
 @index_option("Index folder (labelled, or with --annotations).")
 @prompts_option(required=True)
 @normal_prompts_option
+@examples_options
+@click.option("--use-labels", is_flag=True,
+              help="Learn from the index's reviewer labels (as detect --use-labels); their segments are not scored.")  # fmt: skip
 @annotations_options("Temporal annotation file: frame-level AUC, and labels for unlabelled videos.")
 @click.option(
     "--metric", type=click.Choice(C.TUNE_METRICS), default="f1", show_default=True,
@@ -113,10 +117,12 @@ def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_
 @moved_weights_option
 @format_option(("text", "json"))
 @friendly_errors
-def tune_cmd(index: str, prompts: str, normal_prompts: str | None, annotations: str | None, annotation_format: str,
+def tune_cmd(index: str, prompts: str, normal_prompts: str | None, anomaly_examples: str | None,
+             normal_examples: str | None, use_labels: bool, annotations: str | None, annotation_format: str,
              metric: str, folds: int, grid: str | None, seed: int, out: str, device: str, pretrained: str | None,
              fmt: str) -> None:  # fmt: skip
-    """Grid-search rules, thresholds and aggregation; report the held-out score of k-fold CV by video.
+    """Grid-search rules, thresholds, aggregation, novelty and example weight; report the held-out
+    score of k-fold CV by video.
 
     For each fold the best settings on the training videos are scored on the held-out videos; the
     settings written to --out are the best on all labelled videos. Similarities come from the
@@ -132,8 +138,10 @@ def tune_cmd(index: str, prompts: str, normal_prompts: str | None, annotations: 
     result = tune(
         index, prompts, normal_prompts=normal_prompts, annotations=annotations, annotation_format=annotation_format,
         metric=metric, folds=folds, grid=grid, seed=seed, device=device, pretrained=pretrained,
+        anomaly_examples=anomaly_examples, normal_examples=normal_examples, use_labels=use_labels,
     )  # fmt: skip
-    target = write_settings(result, out, prompts, normal_prompts, annotations)
+    examples = {"anomaly_examples": anomaly_examples, "normal_examples": normal_examples}
+    target = write_settings(result, out, prompts, normal_prompts, annotations, examples)
     if fmt == "json":
         render.echo_json({"best": result.best, **result.to_dict()})
         return

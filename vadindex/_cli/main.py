@@ -16,6 +16,7 @@ from vadindex._cli.common import EXIT_ERROR, EXIT_PARTIAL, EXIT_USAGE  # noqa: F
 from vadindex._cli.demo import demo
 from vadindex._cli.detect import detect_cmd, tune_cmd
 from vadindex._cli.index import check_cmd, info, manifest_cmd
+from vadindex._cli.label import label_cmd
 from vadindex._cli.search import query
 
 
@@ -45,7 +46,7 @@ def cli(verbose: int, quiet: bool) -> None:
     _setup_logging(verbose, quiet)
 
 
-for command in (build, query, detect_cmd, tune_cmd, manifest_cmd, info, check_cmd, demo):
+for command in (build, query, detect_cmd, tune_cmd, label_cmd, manifest_cmd, info, check_cmd, demo):
     cli.add_command(command)
 
 

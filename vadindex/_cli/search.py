@@ -35,18 +35,37 @@ from vadindex._cli.common import (
     "--precision", type=click.Choice(C.PRECISIONS), default=C.DEFAULT_PRECISION, show_default=True,
     help="Image-encoder arithmetic for --image (text is always encoded in full precision).",
 )  # fmt: skip
+@click.option(
+    "--unusual", is_flag=True,
+    help="Rank by novelty (how unlike the K nearest segments of its own camera a segment is): over the "
+    f"index, or among the query's best k x {C.UNUSUAL_POOL_FACTOR} hits.",
+)  # fmt: skip
+@click.option("--novelty", "novelty", default=C.DEFAULT_UNUSUAL_K, show_default=True, type=int, metavar="K",
+              help="--unusual: neighbours the novelty averages over.")  # fmt: skip
+@click.option("--novelty-gap", default=C.DEFAULT_NOVELTY_GAP, show_default=True, type=float,
+              help="--unusual: same-video segments this close in seconds are not neighbours.")  # fmt: skip
 @format_option()
 @friendly_errors
 def query(text: str | None, index: str, k: int, video: str | None, image: str | None, device: str,
-          pretrained: str | None, exact: bool, precision: str, fmt: str) -> None:  # fmt: skip
-    """Search segments by text (or by an example image), best first.
+          pretrained: str | None, exact: bool, precision: str, unusual: bool, novelty: int, novelty_gap: float,
+          fmt: str) -> None:  # fmt: skip
+    """Search segments by text (or by an example image), best first; or the most unusual ones.
 
     \b
     Examples:
       vadindex query "a person lying on the ground" --index indexes/cams
       vadindex query "a red car" --index indexes/cams -k 20 --video 'lot-*' --format json
       vadindex query --image suspect.jpg --index indexes/cams
+      vadindex query --unusual --index indexes/cams --video 'cam3/*'
+      vadindex query "a person at a door" --unusual --index indexes/cams
     """
+    if unusual:
+        from vadindex.detect.unusual import query_unusual
+
+        results = query_unusual(index, text, image=image, k=k, video=video, novelty=novelty, novelty_gap=novelty_gap,
+                                device=device, pretrained=pretrained, precision=precision, exact=exact)  # fmt: skip
+        render.table(results.drop(columns=["video_id"]) if fmt == "table" else results, fmt)
+        return
     from vadindex.search.query import query_index
 
     results = query_index(index, text, image=image, k=k, video=video, device=device, pretrained=pretrained,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -86,7 +87,12 @@ def detect(
     spec = with_examples(load_prompt_set(prompts, normal_prompts), anomaly_examples, normal_examples)
     labels = None
     if opts.use_labels:
-        spec, labels = with_labels(snap, spec)
+
+        def similarities(plain: ClassPromptSet) -> np.ndarray:
+            return compute_class_similarities(snap, plain, encoder=encoder, device=device, pretrained=pretrained,
+                                              use_cache=use_cache, example_weight=opts.example_weight)[0]  # fmt: skip
+
+        spec, labels = with_labels(snap, spec, similarities)
     opts.check_classes(len(spec.classes))
     truth = (
         load_annotations(annotations, annotation_format)
@@ -114,22 +120,43 @@ def with_examples(
     return spec.with_examples(added) if added else spec
 
 
-def with_labels(snap: IndexSnapshot, spec: ClassPromptSet) -> tuple[ClassPromptSet, LabelSet]:
-    """``spec`` with the index's reviewer labels as examples: an anomaly labelled with a class joins
-    that class (a new class of examples when the set has none of that name), others join the
-    classes ``examples (anomaly)`` and ``examples (normal)``. Labels of segments the index no
-    longer holds are skipped."""
+def with_labels(
+    snap: IndexSnapshot, spec: ClassPromptSet, similarities: Callable[[ClassPromptSet], np.ndarray]
+) -> tuple[ClassPromptSet, LabelSet]:
+    """``spec`` with the index's reviewer labels as examples.
+
+    A label with a class joins that class (a new class of examples when the set has none of that
+    name). A label without one confirms or corrects what the segment looks like: it joins the class
+    of its kind most similar to the segment (the anomaly class that fired, or the nearest normal
+    class), so the examples refine classes the set already has. Labels of segments the index no
+    longer holds are skipped.
+
+    Args:
+        similarities: the ``(n_segments, n_classes)`` class similarities of a prompt set (called
+            with ``spec`` only when some label has no class).
+    """
     labels = read_labels(snap)
     rows = label_rows(snap, labels)
     if not labels.labels:
         log.warning("%s: no reviewer labels stored (add some with `vadindex label`)", snap.path)
-    found = [lab for lab, row in zip(labels.labels, rows, strict=True) if row >= 0]
+    found = [(lab, int(row)) for lab, row in zip(labels.labels, rows, strict=True) if row >= 0]
     if len(found) < len(labels.labels):
         log.warning(
             "%d labels name segments this index does not hold; skipped", len(labels.labels) - len(found)
         )
-    kept = LabelSet(labels.version, tuple(found), labels.updated)
-    return spec.with_examples([(lab.ref, lab.label == "anomaly", lab.cls) for lab in found]), kept
+    kept = LabelSet(labels.version, tuple(lab for lab, _ in found), labels.updated)
+    names = spec.class_names
+    is_anomaly = np.array(spec.is_anomaly)
+    sims = similarities(spec) if any(lab.cls is None for lab, _ in found) else None
+    examples = []
+    for lab, row in found:
+        anomaly = lab.label == "anomaly"
+        cls = lab.cls
+        if cls is None and sims is not None:
+            kind = np.flatnonzero(is_anomaly == anomaly)
+            cls = names[int(kind[np.argmax(np.asarray(sims[row])[kind])])]
+        examples.append((lab.ref, anomaly, cls))
+    return spec.with_examples(examples), kept
 
 
 def decide(

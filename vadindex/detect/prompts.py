@@ -194,7 +194,8 @@ class ClassPromptSet:
         weights = np.zeros((len(self.classes), len(index)), dtype=np.float64)
         for i, cls in enumerate(self.classes):
             cols = [index[t] for t in self.class_texts(cls)]
-            weights[i, cols] += 1.0 / len(cols)
+            if cols:  # a class of examples only has no texts
+                weights[i, cols] += 1.0 / len(cols)
         return weights
 
     @property
@@ -205,7 +206,7 @@ class ClassPromptSet:
     def with_examples(self, examples: list[tuple[str, bool, str | None]]) -> ClassPromptSet:
         """The set with more examples: each ``(example, anomaly, class name)`` joins the class of
         that name (of the same kind), or a new class of examples only; no name: the class
-        :data:`EXAMPLE_CLASS` of its kind.
+        :data:`EXAMPLE_CLASS` of its kind (what ``--anomaly-examples`` and ``--normal-examples`` add).
 
         Raises:
             InputError: a name that is a class of the other kind.

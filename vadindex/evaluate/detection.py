@@ -28,6 +28,20 @@ def fill_from_annotations(vids: pd.DataFrame, videos: pd.DataFrame, truth: Groun
     vids["class"] = classes
 
 
+def without_segments(truth: GroundTruth, exclude: np.ndarray) -> GroundTruth:
+    """``truth`` with the ``exclude``-d segments (a boolean mask over index rows) and their frames
+    left out of every metric: their segment labels become unknown, their frames are dropped."""
+    mask = np.asarray(exclude, dtype=bool)
+    keep = ~mask[truth.group_segment]
+    frames = ~mask[truth.frame_segment]
+    return dataclasses.replace(
+        truth, segment_label=np.where(mask, -1, truth.segment_label).astype(np.int8),
+        frame_segment=truth.frame_segment[frames], frame_label=truth.frame_label[frames],
+        frame_video=truth.frame_video[frames], group_segment=truth.group_segment[keep],
+        group_label=truth.group_label[keep], group_count=truth.group_count[keep], group_video=truth.group_video[keep],
+    )  # fmt: skip
+
+
 def evaluate(
     vids: pd.DataFrame,
     seg_scores: np.ndarray,
@@ -61,12 +75,7 @@ def evaluate(
         vids = vids[~drop]
         excluded = {"excluded_segments": int(mask.sum()), "excluded_videos": int(drop.sum())}
         if truth is not None:
-            keep = ~mask[truth.group_segment]
-            truth = dataclasses.replace(
-                truth, segment_label=np.where(mask, -1, truth.segment_label).astype(np.int8),
-                group_segment=truth.group_segment[keep], group_label=truth.group_label[keep],
-                group_count=truth.group_count[keep], group_video=truth.group_video[keep],
-            )  # fmt: skip
+            truth = without_segments(truth, mask)
     labelled = vids["label"].notna().to_numpy()
     if not labelled.any() and truth is None:
         return None

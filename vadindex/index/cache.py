@@ -48,14 +48,18 @@ KINDS = ("segments", "frames")
 FAISS_MIN_ROWS = 20000
 #: Cameras up to this many segments are searched exactly for their novelty neighbours (every pair of
 #: their segments); larger ones through the IVF cells of the index, when it has them.
-NOVELTY_EXACT_ROWS = 8192
+NOVELTY_EXACT_ROWS = 4096
 #: IVF neighbour search: a segment is compared with its camera's segments in the cells nearest to its
-#: own, taken nearest first until they hold this many (about 8 cells of a million-segment index).
-NOVELTY_CANDIDATES = 2048
+#: own, taken nearest first until they hold this many (about 4 cells of a million-segment index).
+#: Image-to-image neighbours sit close to their own cell: on clustered synthetic data 512 already
+#: found the exact top 10 (BENCHMARKS.md).
+NOVELTY_CANDIDATES = 1024
 #: Cells looked at around each cell, nearest centroid first.
 NOVELTY_MAX_CELLS = 256
-#: Rows of one exact block (queries x camera segments, float32).
-_EXACT_BLOCK = 2048
+#: Query rows of one exact block (queries x camera segments, float32).
+_EXACT_BLOCK = 1024
+#: ... and at most this many products at a time (256 MB), for large cameras searched exactly.
+_EXACT_BLOCK_VALUES = 64 << 20
 
 
 def _digest(*parts: object, n: int = 12) -> str:
@@ -443,44 +447,46 @@ def _gather_rows(snap: IndexSnapshot, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _top_k_without_self(
-    queries: np.ndarray, base: np.ndarray, self_pos: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` inner products of each query over ``base`` (FAISS), its own position left out."""
-    import faiss
-
-    want = min(k + 1, len(base))
-    scores, found = faiss.knn(
-        np.ascontiguousarray(queries, dtype=np.float32), np.ascontiguousarray(base, dtype=np.float32),
-        want, metric=faiss.METRIC_INNER_PRODUCT,
-    )  # fmt: skip
-    keep = (found != self_pos[:, None]) & (found >= 0)
-    # Drop the query itself; if ties hid it below the cut, drop the last instead.
-    keep[keep.sum(axis=1) > k, -1] = False
-    width = min(k, want)
-    out_ids = np.full((len(queries), width), -1, dtype=np.int64)
-    out_sims = np.full((len(queries), width), np.nan, dtype=np.float32)
-    rank = np.cumsum(keep, axis=1) - 1
-    r, c = np.nonzero(keep & (rank < width))
-    out_ids[r, rank[r, c]] = found[r, c]
-    out_sims[r, rank[r, c]] = scores[r, c]
-    return out_ids, out_sims
+def _top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column positions and values of each row's ``k`` largest entries, best first (``-inf`` entries
+    come back as position -1 and NaN)."""
+    k = min(k, sims.shape[1])
+    if k == 0:
+        return np.zeros((len(sims), 0), np.int64), np.zeros((len(sims), 0), np.float32)
+    top = (
+        np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        if k < sims.shape[1]
+        else np.tile(np.arange(k), (len(sims), 1))
+    )
+    values = np.take_along_axis(sims, top, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    top, values = np.take_along_axis(top, order, axis=1), np.take_along_axis(values, order, axis=1)
+    missing = ~np.isfinite(values)
+    return np.where(missing, -1, top).astype(np.int64), np.where(missing, np.nan, values).astype(np.float32)
 
 
 def _exact_neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every row's ``k`` most similar other rows among ``vectors`` (positions, cosines)."""
+    """Every row's ``k`` most similar other rows among ``vectors`` (positions, cosines): blocks of
+    a float32 matrix product (BLAS), the diagonal left out."""
     base = np.asarray(vectors, dtype=np.float32)
-    parts = [
-        _top_k_without_self(
-            base[i : i + _EXACT_BLOCK], base, np.arange(i, min(i + _EXACT_BLOCK, len(base))), k
-        )
-        for i in range(0, len(base), _EXACT_BLOCK)
-    ]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    ids, sims = [], []
+    step = max(1, min(_EXACT_BLOCK, _EXACT_BLOCK_VALUES // max(len(base), 1)))
+    for i in range(0, len(base), step):
+        block = base[i : i + step] @ base.T
+        rows = np.arange(len(block))
+        block[rows, rows + i] = -np.inf
+        got = _top_k(block, k)
+        ids.append(got[0])
+        sims.append(got[1])
+    return np.concatenate(ids), np.concatenate(sims)
 
 
 class _Cells:
     """The IVF cells of an index, and the cells nearest each cell (by centroid), for neighbour search."""
+
+    #: Cells with fewer of a camera's segments than this are searched together with their
+    #: neighbours: one larger matrix product runs several times faster than many small ones.
+    MIN_BATCH = 128
 
     def __init__(self, snap: IndexSnapshot, centroids: np.ndarray, cell: np.ndarray) -> None:
         import faiss
@@ -514,29 +520,63 @@ class _Cells:
     def neighbours(
         self, rows: np.ndarray, vectors: np.ndarray, k: int, candidates: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate ``k`` nearest of each of ``rows`` among ``rows`` (positions in ``rows``, cosines)."""
+        """Approximate ``k`` nearest of each of ``rows`` among ``rows`` (positions in ``rows``, cosines).
+
+        Each segment is compared with the camera's segments in the cells nearest its own, taken
+        until they hold ``candidates``; small cells are searched with their nearest cells that
+        still have segments to search, each against the union of their candidates.
+        """
         cell = self.cell[rows]
         order = np.argsort(cell, kind="stable")
         counts = np.bincount(cell, minlength=len(self.near))
         first = np.concatenate([[0], np.cumsum(counts)[:-1]])
         grouped = vectors[order]
+        # In float32 at once when that takes at most 1 GB (the products need it), else per batch.
+        if grouped.nbytes * 2 <= 1 << 30:
+            grouped = grouped.astype(np.float32)
         out_ids = np.full((len(rows), k), -1, dtype=np.int64)
         out_sims = np.full((len(rows), k), np.nan, dtype=np.float32)
-        for c in np.flatnonzero(counts):
-            near = self.near[c]
-            near = near[near >= 0]
-            held = counts[near]
-            take = near[: int(np.searchsorted(np.cumsum(held), candidates)) + 1]
-            take = take[counts[take] > 0]
-            pos = np.concatenate([np.arange(first[t], first[t] + counts[t]) for t in take])
-            queries = np.arange(first[c], first[c] + counts[c])
-            # The cell's own rows come first in ``pos``: query i sits at position i.
-            found, got = _top_k_without_self(grouped[queries], grouped[pos], np.arange(len(queries)), k)
-            out_ids[order[queries], : found.shape[1]] = np.where(
-                found >= 0, order[pos[np.maximum(found, 0)]], -1
+        done = np.zeros(len(counts), dtype=bool)
+        for c in np.flatnonzero(counts)[np.argsort(-counts[np.flatnonzero(counts)], kind="stable")]:
+            if done[c]:
+                continue
+            batch = [c]
+            done[c] = True
+            held = counts[c]
+            for m in self.near[c][1:]:
+                if held >= self.MIN_BATCH:
+                    break
+                if m >= 0 and counts[m] and not done[m]:
+                    batch.append(int(m))
+                    done[m] = True
+                    held += counts[m]
+            probe = np.unique(np.concatenate([self._probe(b, counts, candidates) for b in batch]))
+            pos = _runs(first[probe], counts[probe])  # ascending: cells in order, rows in order
+            queries = _runs(first[np.sort(batch)], counts[np.sort(batch)])
+            sims = (
+                np.asarray(grouped[queries], dtype=np.float32) @ np.asarray(grouped[pos], dtype=np.float32).T
             )
-            out_sims[order[queries], : got.shape[1]] = got
+            sims[np.arange(len(queries)), np.searchsorted(pos, queries)] = -np.inf  # not its own neighbour
+            found, got = _top_k(sims, k)
+            width = found.shape[1]
+            out_ids[order[queries], :width] = np.where(found >= 0, order[pos[np.maximum(found, 0)]], -1)
+            out_sims[order[queries], :width] = got
         return out_ids, out_sims
+
+    def _probe(self, c: int, counts: np.ndarray, candidates: int) -> np.ndarray:
+        """The cells nearest cell ``c`` (itself first) that hold ``candidates`` of the camera's segments."""
+        near = self.near[c]
+        near = near[near >= 0]
+        take = near[: int(np.searchsorted(np.cumsum(counts[near]), candidates)) + 1]
+        return take[counts[take] > 0]
+
+
+def _runs(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, sizes)])``, without the loop."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    return np.repeat(np.asarray(starts, dtype=np.int64) - np.cumsum(sizes) + sizes, sizes) + np.arange(
+        int(sizes.sum())
+    )
 
 
 def cache_size(path: str | os.PathLike[str]) -> int:
