@@ -50,6 +50,9 @@ def detection(result: Any) -> None:
     (tn, fp), (fn, tp) = m["confusion_matrix"]
     click.echo(f"Video-level: precision {m['precision']:.3f}  recall {m['recall']:.3f}  F1 {m['f1']:.3f}  "
                f"[tn {tn} fp {fp} fn {fn} tp {tp}]")  # fmt: skip
+    if m.get("excluded_segments"):
+        click.echo(f"Metrics leave out the {m['excluded_segments']} reviewer-labelled segments "
+                   f"(video metrics: the {m['excluded_videos']} videos holding them).")  # fmt: skip
     if "frame_auc" in m:
         missing = m["annotations_missing"]
         click.echo(f"Frame-level: AUC {_maybe(m['frame_auc'])}  AP {_maybe(m['frame_ap'])}  over {m['frames']} "
