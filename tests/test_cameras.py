@@ -91,3 +91,32 @@ def test_query_unusual_ranks_by_novelty(built_index: Path, encoder, tmp_path: Pa
     assert out.exit_code == 0, out.output
     rows = json.loads(out.stdout)
     assert [r["novelty"] for r in rows] == pytest.approx(sorted(nu, reverse=True)[:2], abs=1e-6)
+
+
+def test_rescoring_with_novelty_loads_no_model_nor_faiss(built_index: Path, encoder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    from vadindex.detect import detect
+
+    index = tmp_path / "ix"
+    shutil.copytree(built_index, index, ignore=shutil.ignore_patterns(CACHE))
+    detect(index, "people fighting", encoder=encoder, novelty=3, novelty_gap=1.0)  # fills the caches
+    code = (
+        "import sys, json\n"
+        "from vadindex._cli.main import cli\n"
+        f"args = ['detect', '--index', {str(index)!r}, '-p', 'people fighting', '--novelty', '3',\n"
+        "        '--novelty-gap', '1', '--novelty-weight', '0.7', '--calibrate', 'zscore', '--calibrate-by', 'camera',\n"
+        "        '--segment-threshold', '1', '--format', 'json']\n"
+        "try:\n    cli.main(args, standalone_mode=False)\n"
+        "finally:\n"
+        "    heavy = [m for m in ('torch', 'open_clip', 'faiss') if m in sys.modules]\n"
+        "    print('HEAVY=' + json.dumps(heavy), file=sys.stderr)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY=[]" in proc.stderr
+    body = json.loads(proc.stdout)
+    assert body["settings"]["novelty_weight"] == 0.7 and "novelty" in body["segments"][0]
