@@ -97,12 +97,14 @@ def novelty_scores(neighbour_sims: np.ndarray, k: int | None = None) -> np.ndarr
     Returns:
         ``(n,)`` float64 novelty.
     """
-    s = np.asarray(neighbour_sims, dtype=np.float64)
+    s = np.asarray(neighbour_sims)
     if k is not None:
         s = s[:, :k]
     if s.shape[1] == 0:
         return np.zeros(len(s))
     have = ~np.isnan(s)
+    if have.all():  # the usual case: every segment has k candidates (one pass, no copies)
+        return 1.0 - s.mean(axis=1, dtype=np.float64)
     count = have.sum(axis=1)
-    total = np.where(have, s, 0.0).sum(axis=1)
+    total = np.where(have, s, 0.0).sum(axis=1, dtype=np.float64)
     return np.where(count > 0, 1.0 - total / np.maximum(count, 1), 0.0)
