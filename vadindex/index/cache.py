@@ -414,6 +414,35 @@ def camera_neighbours(
     sims = np.full((n, k), np.nan, dtype=np.float32)
     if n == 0 or k == 0:
         return ids, sims
+    with _blas_threads():
+        return _camera_neighbours(snap, cameras, k, ids, sims, exact_rows, candidates)
+
+
+def _blas_threads() -> contextlib.AbstractContextManager[Any]:
+    """One BLAS thread while the machine's load is at least its core count, else the library's own.
+
+    The search is many medium-sized matrix products; on cores busy with other work, BLAS threads
+    spin at each product's barrier waiting for a slice, which cost 5x the CPU time of one thread
+    and several times the wall time here (BENCHMARKS.md).
+    """
+    try:
+        busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
+    except OSError:
+        busy = False
+    if not busy:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _camera_neighbours(
+    snap: IndexSnapshot, cameras: np.ndarray, k: int, ids: np.ndarray, sims: np.ndarray, exact_rows: int,
+    candidates: int,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """:func:`camera_neighbours`, filling ``ids`` and ``sims`` camera by camera."""
     _, codes = np.unique(np.asarray(cameras).astype(str), return_inverse=True)
     codes = codes.reshape(-1)
     order = np.argsort(codes, kind="stable")
