@@ -220,3 +220,22 @@ def test_novelty_module_is_pure() -> None:
         a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names
     }
     assert imported <= {"__future__", "numpy"}, imported
+
+
+def test_one_blas_thread_while_the_machine_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    from vadindex.index import cache
+
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (float(os.cpu_count() or 1) + 5, 0.0, 0.0))
+    with cache._blas_threads():
+        assert blas_threads() <= {1}
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    before = blas_threads()
+    with cache._blas_threads():
+        assert blas_threads() == before

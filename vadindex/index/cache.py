@@ -422,8 +422,8 @@ def _blas_threads() -> contextlib.AbstractContextManager[Any]:
     """One BLAS thread while the machine's load is at least its core count, else the library's own.
 
     The search is many medium-sized matrix products; on cores busy with other work, BLAS threads
-    spin at each product's barrier waiting for a slice, which cost 5x the CPU time of one thread
-    and several times the wall time here (BENCHMARKS.md).
+    spin at each product's barrier waiting for a slice: 5x the CPU time of one thread here, and
+    several times the wall time (BENCHMARKS.md).
     """
     try:
         busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
