@@ -517,7 +517,7 @@ class _Cells:
     #: neighbours: one larger matrix product runs several times faster than many small ones.
     MIN_BATCH = 128
 
-    def __init__(self, snap: IndexSnapshot, centroids: np.ndarray, cell: np.ndarray) -> None:
+    def __init__(self, centroids: np.ndarray, cell: np.ndarray) -> None:
         import faiss
 
         self.cell = cell
@@ -544,7 +544,7 @@ class _Cells:
         if len(cell) < n:  # rows committed since the FAISS file was written
             tail = np.asarray(_gather_rows(snap, np.arange(len(cell), n)), dtype=np.float32)
             cell = np.concatenate([cell, faiss_index.assign_cells(index, tail)])
-        return cls(snap, centroids, cell)
+        return cls(centroids, cell)
 
     def neighbours(
         self, rows: np.ndarray, vectors: np.ndarray, k: int, candidates: int
