@@ -289,6 +289,12 @@ def test_calibrated_rules_wait_for_a_history_and_knn_is_refused() -> None:
     assert scorer.ready and all(scorer.decide("cam", 1, i, s)[0].anomalous for i, s in enumerate(later))
     with pytest.raises(InputError, match="--knn-k"):
         LiveScorer(spec, texts, 20.0, DetectOptions(knn_k=5))
+    for options, flag in ((DetectOptions(novelty=5, novelty_weight=0.5), "--novelty"),
+                          (DetectOptions(use_labels=True), "--use-labels"),
+                          (DetectOptions(calibrate="zscore", segment_threshold=1.0, calibrate_by="camera"),
+                           "--calibrate-by camera")):  # fmt: skip
+        with pytest.raises(InputError, match=flag):
+            LiveScorer(spec, texts, 20.0, options)
 
 
 # -- events and alerts -----------------------------------------------------------------------------

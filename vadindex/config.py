@@ -103,12 +103,18 @@ DATASET_LAYOUTS = ("auto", "ucf-crime", "xd-violence")
 #: Which segments ``detect --format json`` lists.
 SEGMENT_LISTINGS = ("all", "anomalous", "none")
 #: Metrics ``vadindex tune`` maximises.
-TUNE_METRICS = ("f1", "auc")
+TUNE_METRICS = ("f1", "auc", "segment-f1")
 
 #: Segment rules, calibrations and video aggregations (see :mod:`vadindex.detect.scoring` and
 #: :mod:`vadindex.detect.aggregate`).
 RULES = ("threshold", "topk", "balanced", "frame-vote")
 CALIBRATIONS = ("none", "zscore", "percentile")
+#: What a calibration is computed over: every segment of the index, each camera's, or each video's.
+CALIBRATION_GROUPS = ("index", "camera", "video")
+#: ``vadindex build --camera-from`` keyword (any other value is a regular expression).
+CAMERA_FROM_PARENT = "parent"
+#: Reviewer labels ``vadindex label`` stores.
+LABEL_KINDS = ("normal", "anomaly")
 VIDEO_AGGS = ("ratio", "max", "topk-mean")
 
 DEFAULT_RULE = "threshold"
@@ -125,6 +131,21 @@ DEFAULT_KNN_K = 0
 DEFAULT_KNN_ALPHA = 0.5
 #: Frames that must pass the threshold for a segment to be anomalous under the frame-vote rule.
 DEFAULT_FRAME_VOTES = 2
+#: Calibration statistics are taken over the whole index by default (the behaviour before cameras).
+DEFAULT_CALIBRATE_BY = "index"
+#: Novelty neighbours (0: off). Ten neighbours average out one look-alike without reaching far.
+DEFAULT_NOVELTY = 0
+#: Same-video segments whose start is at most this many seconds away are not novelty neighbours,
+#: so an event lasting a few seconds is not its own neighbour.
+DEFAULT_NOVELTY_GAP = 5.0
+#: Weight of the novelty in the segment score: 0 text only, 1 novelty only.
+DEFAULT_NOVELTY_WEIGHT = 0.5
+#: Weight of a class's examples against its texts in the class embedding (0 texts only, 1 examples only).
+DEFAULT_EXAMPLE_WEIGHT = 0.5
+#: Novelty neighbours of ``query --unusual`` (on by nature there).
+DEFAULT_UNUSUAL_K = 10
+#: ``query --unusual TEXT``: the text query's best ``k`` times this many hits are ranked by novelty.
+UNUSUAL_POOL_FACTOR = 10
 #: Video aggregation: ratio of anomalous segments, max segment score, or mean of the top segment scores.
 DEFAULT_VIDEO_AGG = "ratio"
 #: Segments averaged by the topk-mean video aggregation.

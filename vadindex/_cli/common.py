@@ -203,12 +203,27 @@ config_option = click.option(
 )  # fmt: skip
 
 
+EXAMPLES_HELP = (
+    "image files or segments (VIDEO@SECONDS, or VIDEO_ID:SEGMENT as query and detect print them), "
+    "';'-separated: a class of {} examples."
+)
+
+#: ``--anomaly-examples`` and ``--normal-examples``.
+examples_options = stack(
+    click.option("--anomaly-examples", default=None, metavar="EXAMPLES",
+                 help="Anomaly examples: " + EXAMPLES_HELP.format("anomaly")),
+    click.option("--normal-examples", default=None, metavar="EXAMPLES",
+                 help="Normal examples: " + EXAMPLES_HELP.format("normal")),
+)  # fmt: skip
+
+
 def detect_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Everything that decides what a detection flags: prompts, ``--config``, every
+    """Everything that decides what a detection flags: prompts, examples, ``--config``, every
     :class:`~vadindex.detect.options.DetectOptions` field, and annotations."""
     return stack(
         prompts_option(),
         normal_prompts_option,
+        examples_options,
         config_option,
         options_from(DetectOptions),
         annotations_options(

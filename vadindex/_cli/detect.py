@@ -14,6 +14,7 @@ from vadindex._cli.common import (
     annotations_options,
     detect_options,
     device_option,
+    examples_options,
     format_option,
     friendly_errors,
     given,
@@ -56,14 +57,20 @@ def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_
     over the index). Rules: threshold (a >= --segment-threshold); topk (anomaly classes are a
     majority of the --top-k classes most similar to the segment); balanced (threshold, and the best
     anomaly class beats the best normal class); frame-vote (at least --frame-votes of the segment's
-    frames pass the threshold). --knn-k and --smooth then blend scores with similar segments and
-    with neighbouring segments. Text embeddings and similarities are cached in the index, so
-    re-running with other rules or thresholds loads no model.
+    frames pass the threshold). --novelty K mixes in how unlike the K nearest segments of its own
+    camera a segment is (--novelty-weight 0: text only, 1: novelty only). --knn-k and --smooth then
+    blend scores with similar segments and with neighbouring segments. Classes may also be taught
+    by example (--anomaly-examples, --normal-examples, or reviewer labels with --use-labels). Text
+    embeddings, similarities and neighbours are cached in the index, so re-running with other rules
+    or thresholds loads no model.
 
     \b
     Examples:
       vadindex detect --index indexes/cams --prompts "people fighting; a building on fire"
       vadindex detect --index indexes/ucf --prompts ucf-crime --calibrate zscore --segment-threshold 2
+      vadindex detect --index indexes/cams -p ucf-crime --novelty 10 --novelty-weight 0.5
+      vadindex detect --index indexes/cams -p ucf-crime --anomaly-examples "cam1/a.mp4@31;fight.jpg"
+      vadindex detect --index indexes/cams -p ucf-crime --use-labels
       vadindex detect --index indexes/ucf -p ucf-crime --annotations Temporal_Anomaly_Annotation.txt
       vadindex detect --index indexes/ucf --config tuned.yaml --format json
     """
@@ -80,6 +87,7 @@ def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_
         index, inputs["prompts"], normal_prompts=inputs["normal_prompts"], options=opts,
         annotations=inputs["annotations"], annotation_format=annotation_format, device=device,
         pretrained=pretrained, use_cache=use_cache, text_encoder=text_encoder,
+        anomaly_examples=inputs["anomaly_examples"], normal_examples=inputs["normal_examples"],
     )  # fmt: skip
     if out:
         from vadindex.report.report import command_line, write_report
@@ -103,6 +111,9 @@ def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_
 @index_option("Index folder (labelled, or with --annotations).")
 @prompts_option(required=True)
 @normal_prompts_option
+@examples_options
+@click.option("--use-labels", is_flag=True,
+              help="Learn from the index's reviewer labels (as detect --use-labels); their segments are not scored.")  # fmt: skip
 @annotations_options("Temporal annotation file: frame-level AUC, and labels for unlabelled videos.")
 @click.option(
     "--metric", type=click.Choice(C.TUNE_METRICS), default="f1", show_default=True,
@@ -123,10 +134,12 @@ def detect_cmd(index: str, config_file: str | None, annotation_format: str, use_
 @text_encoder_option
 @format_option(("text", "json"))
 @friendly_errors
-def tune_cmd(index: str, prompts: str, normal_prompts: str | None, annotations: str | None, annotation_format: str,
+def tune_cmd(index: str, prompts: str, normal_prompts: str | None, anomaly_examples: str | None,
+             normal_examples: str | None, use_labels: bool, annotations: str | None, annotation_format: str,
              metric: str, folds: int, grid: str | None, seed: int, out: str, device: str, pretrained: str | None,
              text_encoder: str, fmt: str) -> None:  # fmt: skip
-    """Grid-search rules, thresholds and aggregation; report the held-out score of k-fold CV by video.
+    """Grid-search rules, thresholds, aggregation, novelty and example weight; report the held-out
+    score of k-fold CV by video.
 
     For each fold the best settings on the training videos are scored on the held-out videos; the
     settings written to --out are the best on all labelled videos. Similarities come from the
@@ -142,11 +155,13 @@ def tune_cmd(index: str, prompts: str, normal_prompts: str | None, annotations: 
     result = tune(
         index, prompts, normal_prompts=normal_prompts, annotations=annotations, annotation_format=annotation_format,
         metric=metric, folds=folds, grid=grid, seed=seed, device=device, pretrained=pretrained,
-        text_encoder=text_encoder,
+        text_encoder=text_encoder, anomaly_examples=anomaly_examples, normal_examples=normal_examples,
+        use_labels=use_labels,
     )  # fmt: skip
     from vadindex.report.tuning import write_tune_page
 
-    target = write_settings(result, out, prompts, normal_prompts, annotations)
+    examples = {"anomaly_examples": anomaly_examples, "normal_examples": normal_examples}
+    target = write_settings(result, out, prompts, normal_prompts, annotations, examples)
     page_path = (
         target.with_suffix(".html") if target.suffix.lower() != ".html" else target.with_suffix(".page.html")
     )

@@ -16,6 +16,7 @@ from vadindex._cli.common import EXIT_ERROR, EXIT_PARTIAL, EXIT_USAGE  # noqa: F
 from vadindex._cli.demo import demo
 from vadindex._cli.detect import detect_cmd, tune_cmd
 from vadindex._cli.index import check_cmd, info, manifest_cmd
+from vadindex._cli.label import label_cmd
 from vadindex._cli.live import alerts_cmd, watch_cmd
 from vadindex._cli.report import report_cmd
 from vadindex._cli.search import query
@@ -55,6 +56,7 @@ for command in (
     query,
     detect_cmd,
     tune_cmd,
+    label_cmd,
     report_cmd,
     serve_cmd,
     manifest_cmd,

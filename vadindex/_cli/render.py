@@ -84,6 +84,9 @@ def detection(result: Any) -> None:
     (tn, fp), (fn, tp) = m["confusion_matrix"]
     click.echo(f"Video-level: precision {m['precision']:.3f}  recall {m['recall']:.3f}  F1 {m['f1']:.3f}  "
                f"[tn {tn} fp {fp} fn {fn} tp {tp}]")  # fmt: skip
+    if m.get("excluded_segments"):
+        click.echo(f"Metrics leave out the {m['excluded_segments']} reviewer-labelled segments "
+                   f"(video metrics: the {m['excluded_videos']} videos holding them).")  # fmt: skip
     if "frame_auc" in m:
         missing = m["annotations_missing"]
         click.echo(f"Frame-level: AUC {_maybe(m['frame_auc'])}  AP {_maybe(m['frame_ap'])}  over {m['frames']} "
@@ -132,11 +135,35 @@ def index_info(info: dict[str, Any]) -> None:
         click.echo(
             f"files      {info['files']}, {info['bytes'] / 1e6:.1f} MB, SHA-256 recorded (`vadindex check`)"
         )
+    cams = info.get("cameras") or {}
+    if cams.get("named"):
+        shown = ", ".join(f"{name} ({count})" for name, count in list(cams["named"].items())[:5])
+        more = f" and {len(cams['named']) - 5} more" if len(cams["named"]) > 5 else ""
+        click.echo(f"cameras    {len(cams['named'])} named (videos): {shown}{more}; "
+                   f"{cams['own']} videos on a camera of their own")  # fmt: skip
+    labels = info.get("labels") or {}
+    if labels.get("count"):
+        click.echo(f"labels     {labels['count']} reviewed segments ({labels['anomaly']} anomaly, "
+                   f"{labels['normal']} normal), version {labels['version']}, updated {labels['updated']}")  # fmt: skip
+        for lab in labels["labels"][:10]:
+            cls = f" ({lab['class']})" if lab["class"] else ""
+            click.echo(
+                f"           {lab['video']}@{lab['start']:g}  {lab['label']}{cls}  [{lab['video_id']}:{lab['segment']}]"
+            )
+        if labels["count"] > 10:
+            click.echo(f"           ... {labels['count'] - 10} more (--format json lists all)")
     if info["failures_last_build"]:
         click.echo(f"failures   {info['failures_last_build']} videos the last build could not index "
                    f"({info['path']}/failures.csv)")  # fmt: skip
     click.echo(f"created    {info['created']}")
     click.echo(f"updated    {info['updated']}")
+
+
+def label_added(label: Any, labels: Any) -> None:
+    """What ``vadindex label`` stored."""
+    cls = f" ({label.cls})" if label.cls else ""
+    click.echo(f"Labelled {label.video} {label.start:g}-{label.end:g} s [{label.ref}] {label.label}{cls}; "
+               f"{len(labels.labels)} labels in the index (version {labels.version}).")  # fmt: skip
 
 
 def check_report(report: Any, quick: bool) -> None:

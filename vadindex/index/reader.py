@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vadindex.errors import StoreError
-from vadindex.index.manifest import PARTS, SEGMENT_COLUMNS, VIDEO_COLUMNS, read_manifest
+from vadindex.index.manifest import ADDED_VIDEO_COLUMNS, PARTS, SEGMENT_COLUMNS, VIDEO_COLUMNS, read_manifest
 from vadindex.index.thumbs import THUMBNAILS, read_thumbnails
 
 if TYPE_CHECKING:
@@ -96,6 +96,9 @@ class IndexSnapshot:
                 file = self.path / self.manifest.videos_file
                 self._videos = self._read_parquet(file, self._video_bytes)
                 self._video_bytes = None
+                for column, value in ADDED_VIDEO_COLUMNS.items():
+                    if column not in self._videos.columns:
+                        self._videos[column] = value
         return self._videos
 
     def hold_videos(self) -> None:
@@ -147,6 +150,10 @@ class IndexSnapshot:
             out[c] = np.empty_like(values)
             out[c][order] = values
         return out
+
+    def segment_cameras(self) -> np.ndarray:
+        """The camera of every segment (row order), as strings; see :func:`video_cameras`."""
+        return video_cameras(self.videos)[self.segment_arrays().video]
 
     def segment_arrays(self) -> SegmentArrays:
         """The numeric segment columns and each segment's video, read without the text columns.
@@ -358,6 +365,17 @@ class IndexSnapshot:
 
             self._faiss = faiss_index.read(self.path / self.manifest.faiss_file, mmap=True)
         return self._faiss
+
+
+def video_cameras(videos: pd.DataFrame) -> np.ndarray:
+    """The camera of every video: its ``camera`` column, or, where that is empty (not given at
+    build time, or an index older than cameras), a camera of its own (a key no name can take)."""
+    own = "\0" + videos["video_id"].astype(str).to_numpy(dtype=object) if len(videos) else np.zeros(0, object)
+    if "camera" not in videos.columns:
+        return np.asarray(own, dtype=object)
+    named = videos["camera"].to_numpy(dtype=object)
+    given = np.array([isinstance(c, str) and c != "" for c in named], dtype=bool)
+    return np.where(given, named, own).astype(object)
 
 
 def _numeric(column: Any, dtype: Any) -> np.ndarray:

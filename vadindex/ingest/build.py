@@ -31,7 +31,7 @@ from vadindex.index.lock import lock_index
 from vadindex.index.manifest import LOCK, MANIFEST, PARTS, read_manifest
 from vadindex.index.writer import IndexWriter, PendingVideo
 from vadindex.ingest.options import BuildOptions
-from vadindex.ingest.sources import VideoRoots, VideoSource, collect_sources, fingerprint
+from vadindex.ingest.sources import VideoRoots, VideoSource, assign_cameras, collect_sources, fingerprint
 from vadindex.ingest.video import encoder_precision, ingest_video
 from vadindex.models.identity import Encoder
 
@@ -113,6 +113,7 @@ def plan_build(
     path = Path(index).expanduser()
     resolved, settings = resolve_options(path, options)
     videos, unreadable = collect_sources(sources, manifest, VideoRoots.parse(options.video_root))
+    videos = assign_cameras(videos, options.camera, options.camera_from)
     if not videos:
         detail = "; ".join(f"{p}: {r}" for p, r in unreadable) or "no sources given"
         raise InputError(f"no videos to index ({detail})")

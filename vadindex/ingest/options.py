@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from vadindex import config as C
 from vadindex.errors import InputError
-from vadindex.ingest.sources import VideoRoots
+from vadindex.ingest.sources import VideoRoots, check_camera_from
 from vadindex.options import Options, option
 
 
@@ -70,8 +70,23 @@ class BuildOptions(Options):
         "[default: off]",
     )
     video_root: str | None = option(None, C.VIDEO_ROOT_HELP, metavar="OLD=NEW")
+    camera: str | None = option(
+        None,
+        "Camera name of every video of this build (a manifest's camera column wins). "
+        "[default: each video is its own camera]",
+        metavar="NAME",
+    )
+    camera_from: str | None = option(
+        None,
+        "Camera of each video from its path: 'parent' (its folder's name) or a regular expression "
+        "(its first group, or the whole match).",
+        metavar="parent|REGEX",
+    )
 
     def __post_init__(self) -> None:
+        if self.camera is not None and not self.camera.strip():
+            raise InputError("--camera must not be empty")
+        check_camera_from(self.camera_from)
         if self.batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.commit_every < 1:

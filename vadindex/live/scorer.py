@@ -13,7 +13,8 @@ the context a rule may use:
   indexed and scored all the same).
 - ``--smooth h`` averages a segment with up to ``h`` neighbours each side on its stream's timeline,
   so a decision waits for the ``h`` segments after it (``h`` segments of latency).
-- ``--knn-k`` blends with neighbours in the whole index: not supported live (refused).
+- ``--knn-k``, ``--novelty``, ``--use-labels`` and ``--calibrate-by camera|video`` need the whole
+  index around each segment: not supported live (refused, see :func:`check_live_options`).
 """
 
 from __future__ import annotations
@@ -117,6 +118,24 @@ def _moments(x: np.ndarray | None, n_classes: int) -> np.ndarray:
     return np.stack([np.full(n_classes, float(len(v))), v.sum(axis=0), (v * v).sum(axis=0)])
 
 
+def check_live_options(options: DetectOptions) -> None:
+    """Refuse the detect options that need the whole index around each segment, which a segment
+    that just arrived does not have yet (run ``vadindex detect`` on the index for them)."""
+    refused = {
+        "--knn-k": options.knn_k > 0,
+        "--novelty": options.novelty > 0 and options.novelty_weight > 0,
+        "--use-labels": options.use_labels,
+        f"--calibrate-by {options.calibrate_by}": options.calibrate != "none"
+        and options.calibrate_by != "index",
+    }
+    for flag, used in refused.items():
+        if used:
+            raise InputError(
+                f"{flag}: watch scores each segment as it arrives, against the index's history as a "
+                f"whole; use --smooth or --calibrate, or run `vadindex detect {flag.split()[0]}` on the index"
+            )
+
+
 class LiveScorer:
     """Scores new segments against the prompt classes and decides them, one stream at a time."""
 
@@ -129,11 +148,7 @@ class LiveScorer:
         history: History | None = None,
         min_history: int = 0,
     ) -> None:
-        if options.knn_k > 0:
-            raise InputError(
-                "--knn-k: watch cannot blend scores with neighbours in the whole index as segments "
-                "arrive; use --smooth, or run `vadindex detect --knn-k` on the index"
-            )
+        check_live_options(options)
         options.check_classes(len(spec.classes))
         self.spec = spec
         self.text_vectors = np.asarray(text_vectors, dtype=np.float32)

@@ -45,7 +45,7 @@ from vadindex.ingest.video import encoder_precision
 from vadindex.live.alerts import AlertLog, AlertTracker, FlaggedSegment, Webhook, alerts_file
 from vadindex.live.options import WatchOptions
 from vadindex.live.reader import SegmentQueues, StreamReader, check_supported
-from vadindex.live.scorer import LiveScorer
+from vadindex.live.scorer import LiveScorer, check_live_options
 from vadindex.live.segmenter import LiveSegment
 from vadindex.live.sources import StreamSource, parse_source
 from vadindex.models.identity import Encoder
@@ -261,7 +261,8 @@ def watch(
             :func:`~vadindex.live.sources.parse_source`).
         index: the index folder; created with ``build``'s model and sampling if it does not exist.
         prompts, normal_prompts: as for :func:`vadindex.detect.pipeline.detect`.
-        detect: the rule (:class:`~vadindex.detect.options.DetectOptions`); ``knn_k`` must be 0.
+        detect: the rule (:class:`~vadindex.detect.options.DetectOptions`); see
+            :func:`vadindex.live.scorer.check_live_options` for what a live rule cannot use.
         build: model, device, precision, batch size and sampling for a new index.
         options: :class:`~vadindex.live.options.WatchOptions`.
         alerts: the alert log (default ``INDEX/alerts.jsonl``).
@@ -288,11 +289,7 @@ def watch(
     if len(set(names)) != len(names):
         raise InputError(f"two sources share a name: {sorted({n for n in names if names.count(n) > 1})[0]}")
     dopts = detect or DetectOptions()
-    if dopts.knn_k > 0:
-        raise InputError(
-            "--knn-k: watch cannot blend scores with neighbours in the whole index as segments arrive; "
-            "use --smooth, or run `vadindex detect --knn-k` on the index"
-        )
+    check_live_options(dopts)
     spec = load_prompt_set(prompts, normal_prompts)
     dopts.check_classes(len(spec.classes))
     check_supported(srcs)
