@@ -22,7 +22,7 @@ from vadindex.errors import InputError
 from vadindex.index.cache import IndexCache, camera_neighbours, nearest_neighbours, text_products
 from vadindex.index.reader import IndexSnapshot, open_index
 from vadindex.index.refs import find_segment, parse_segment_ref
-from vadindex.models.identity import Encoder, TextEncoder
+from vadindex.models.identity import Encoder, TextEncoder, encodes_images
 from vadindex.search import encoders
 
 
@@ -138,7 +138,7 @@ def class_similarity_parts(
     if encoder is not None:
         encoders.check_encoder(snap, encoder)
     text: list[TextEncoder] = [encoder] if encoder is not None else []
-    image: list[Encoder] = [encoder] if isinstance(encoder, Encoder) else []
+    image: list[Encoder] = [encoder] if encodes_images(encoder) else []  # type: ignore[list-item]
 
     def get_encoder() -> TextEncoder:
         if not text:
@@ -148,11 +148,10 @@ def class_similarity_parts(
     def get_image_encoder() -> Encoder:
         if not image:
             loaded = get_encoder() if text else None
-            image.append(
-                loaded
-                if isinstance(loaded, Encoder)
-                else encoders.load_index_encoder(snap, device, pretrained)
+            whole = (
+                loaded if encodes_images(loaded) else encoders.load_index_encoder(snap, device, pretrained)
             )
+            image.append(whole)  # type: ignore[arg-type]
         return image[0]
 
     cache = IndexCache(snap) if use_cache else None

@@ -76,3 +76,12 @@ class Encoder(TextEncoder, Protocol):
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         """Embed ``(n, S, S, 3)`` uint8 RGB frames; returns ``(n, dim)`` float32 unit vectors."""
         ...
+
+
+def encodes_images(encoder: object) -> bool:
+    """True when ``encoder`` has ``encode_images`` (a whole model, not a text tower alone).
+
+    Looked up on the type: ``isinstance(encoder, Encoder)`` reads every attribute, and a lazy
+    encoder's ``image_size`` would load the model it stands for.
+    """
+    return callable(getattr(type(encoder), "encode_images", None))

@@ -30,7 +30,7 @@ from vadindex.evaluate.annotations import Annotation, load_annotations
 from vadindex.index.manifest import MANIFEST, IndexManifest, read_manifest
 from vadindex.index.reader import IndexSnapshot, open_index
 from vadindex.ingest.sources import VideoRoots
-from vadindex.models.identity import Encoder, TextEncoder
+from vadindex.models.identity import Encoder, TextEncoder, encodes_images
 from vadindex.report.thumbnails import ThumbnailStore
 from vadindex.search import encoders
 
@@ -213,8 +213,8 @@ class IndexState:
                     view = self.view()
                     log.info("loading the text encoder of %s", view.manifest.identity.describe())
                     self._text = encoders.load_text_encoder(view.snap, "auto", self.device)
-                    if isinstance(self._text, Encoder):  # the whole model: images need no second one
-                        self._encoder = self._text
+                    if encodes_images(self._text):  # the whole model: images need no second one
+                        self._encoder = self._text  # type: ignore[assignment]
         return self._text
 
     def encoder(self) -> Encoder:
