@@ -186,6 +186,18 @@ def test_review_rescores_through_kept_similarities(client: TestClient) -> None:
     assert one["video"]["video"] == EVIL and one["video"]["timeline"]["score"]
 
 
+def test_yes_no_options_are_selects_the_api_parses() -> None:
+    from vadindex.web.params import option_controls
+
+    control = next(c for c in option_controls({}) if c["name"] == "use_labels")
+    assert control["kind"] == "select" and control["choices"] == ["false", "true"]
+    assert control["value"] == control["default"] == "false"  # never Python's "False" in an <input>
+    assert (
+        next(c for c in option_controls({"use_labels": "True"}) if c["name"] == "use_labels")["value"]
+        == "true"
+    )
+
+
 def test_builtin_prompt_sets_and_no_paths(client: TestClient, tmp_path: Path) -> None:
     secret = tmp_path / "prompts.txt"
     secret.write_text("a secret prompt from a file\n")

@@ -61,11 +61,15 @@ def option_controls(values: Mapping[str, str]) -> list[dict[str, Any]]:
         kind = field_type(DetectOptions, f.name)
         choices = f.metadata.get("choices")
         default = "" if f.default is None else str(f.default)
+        if kind is bool:  # a yes/no select: "true"/"false" as the API parses them, never Python's "False"
+            default, choices = default.lower(), ("false", "true")
         control: dict[str, Any] = {
             "name": f.name,
             "label": f.name.replace("_", " "),
             "help": f.metadata.get("help", ""),
-            "value": str(values.get(f.name, default))[:100],
+            "value": str(values.get(f.name, default))[:100].lower()
+            if kind is bool
+            else str(values.get(f.name, default))[:100],
             "default": default,
         }
         if choices:
