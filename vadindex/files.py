@@ -28,15 +28,21 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically."""
+def atomic_path(target: Path, sync: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
+
+    ``sync=False`` skips the fsyncs: still all-or-nothing for readers, but a power cut may lose the
+    file (right for derived data such as cached thumbnails, written by the hundred).
+    """
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if sync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, target)
-        fsync_dir(target.parent)
+        if sync:
+            fsync_dir(target.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -48,9 +54,9 @@ def write_text_atomic(target: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_bytes_atomic(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` atomically."""
-    with atomic_path(target) as tmp:
+def write_bytes_atomic(target: Path, data: bytes, sync: bool = True) -> None:
+    """Write ``data`` to ``target`` atomically (see :func:`atomic_path` for ``sync``)."""
+    with atomic_path(target, sync) as tmp:
         tmp.write_bytes(data)
 
 

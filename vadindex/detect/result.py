@@ -40,6 +40,9 @@ class DetectResult:
     #: Name and id of every video of the index, in its video-table order.
     video_names: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     video_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    #: The annotations matched to the index (a :class:`vadindex.evaluate.annotations.GroundTruth`),
+    #: when the detection was given some; reports draw frame-level curves and spans from it.
+    ground_truth: Any = None
 
     @cached_property
     def segments(self) -> pd.DataFrame:
@@ -58,7 +61,8 @@ class DetectResult:
             cols[name] = names[cols[name]]
         label = cols["label"]
         cols["label"] = pd.arrays.IntegerArray(label.astype(np.int8), label < 0)
-        return pd.DataFrame({c: cols[c] for c in SEGMENT_OUTPUT_COLUMNS})
+        extra = [c for c in OPTIONAL_SEGMENT_COLUMNS if c in cols]
+        return pd.DataFrame({c: cols[c] for c in (*SEGMENT_OUTPUT_COLUMNS, *extra)})
 
     @property
     def n_segments(self) -> int:
@@ -126,6 +130,9 @@ SEGMENT_OUTPUT_COLUMNS = (
     "video", "segment", "start", "end", "score", "anomalous", "best_prompt", "best_class",
     "best_anomaly_sim", "best_normal_sim", "label", "video_id",
 )  # fmt: skip
+#: Columns added when a detection has them: ``novelty`` (raw, with ``--novelty``) and ``reviewed``
+#: (a reviewer's ``normal``/``anomaly``, empty elsewhere, with ``--use-labels``).
+OPTIONAL_SEGMENT_COLUMNS = ("novelty", "reviewed")
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -98,6 +98,45 @@ def average_precision(
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+def roc_curve(
+    y_true: np.ndarray, scores: np.ndarray, sample_weight: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """The ROC curve: ``fpr``, ``tpr`` and ``thresholds`` (decision ``score >= threshold``), one
+    point per distinct score from the highest down, starting at ``(0, 0)`` with threshold ``+inf``.
+
+    Rates are 0 where a class is absent. Equal to scikit-learn's ``roc_curve`` with
+    ``drop_intermediate=False``.
+    """
+    t, s, w = _prepare(y_true, scores, sample_weight)
+    pos, neg = _tie_groups(s, t, w)
+    tps, fps = np.r_[0.0, np.cumsum(pos)], np.r_[0.0, np.cumsum(neg)]
+    thresholds = np.r_[np.inf, np.unique(s)[::-1]] if len(s) else np.array([np.inf])
+    tpr = tps / tps[-1] if tps[-1] > 0 else np.zeros_like(tps)
+    fpr = fps / fps[-1] if fps[-1] > 0 else np.zeros_like(fps)
+    return {"fpr": fpr, "tpr": tpr, "thresholds": thresholds}
+
+
+def precision_recall_curve(
+    y_true: np.ndarray, scores: np.ndarray, sample_weight: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Precision and recall at every distinct score threshold, from the highest score down
+    (``precision``, ``recall``, ``thresholds``); the step-wise area under it is :func:`average_precision`."""
+    t, s, w = _prepare(y_true, scores, sample_weight)
+    pos, neg = _tie_groups(s, t, w)
+    tp, fp = np.cumsum(pos), np.cumsum(neg)
+    precision = np.divide(tp, tp + fp, out=np.ones_like(tp), where=(tp + fp) > 0)
+    recall = tp / tp[-1] if len(tp) and tp[-1] > 0 else np.zeros_like(tp)
+    return {"precision": precision, "recall": recall, "thresholds": np.unique(s)[::-1]}
+
+
+def youden_threshold(curve: dict[str, np.ndarray]) -> tuple[float, float, float]:
+    """The ROC point that maximises Youden's ``J = tpr - fpr``: ``(threshold, fpr, tpr)``, the
+    highest threshold among ties."""
+    j = curve["tpr"] - curve["fpr"]
+    best = int(np.argmax(j))
+    return float(curve["thresholds"][best]), float(curve["fpr"][best]), float(curve["tpr"][best])
+
+
 def score_metrics(
     y_true: np.ndarray, scores: np.ndarray, sample_weight: np.ndarray | None = None
 ) -> dict[str, Any]:

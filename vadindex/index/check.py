@@ -16,6 +16,7 @@ from vadindex.errors import StoreError
 from vadindex.files import file_record
 from vadindex.index import faiss_index
 from vadindex.index.manifest import (
+    ADDED_VIDEO_COLUMNS,
     FAILURES,
     MANIFEST,
     METRIC,
@@ -28,6 +29,7 @@ from vadindex.index.manifest import (
     Part,
     read_manifest,
 )
+from vadindex.index.thumbs import THUMBNAILS, jpeg_size, looks_like_jpeg, read_thumbnails
 
 #: FAISS rows compared with ``vectors.npy`` (evenly spread); float16 storage allows this error.
 SAMPLE_ROWS = 2048
@@ -36,6 +38,8 @@ VECTOR_TOLERANCE = 2e-3
 CHUNK = 65536
 #: 8-bit scalar-quantised IVF codes (``--index-type ivf``) are coarser.
 VECTOR_TOLERANCE_SQ8 = 0.05
+#: Stored thumbnails fully decoded per part (the others have their JPEG framing checked).
+THUMBNAIL_SAMPLES = 8
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,8 @@ def _expected_files(m: IndexManifest) -> list[str]:
             f"{PARTS}/{p.name}.vectors.npy",
             f"{PARTS}/{p.name}.frames.npy",
         ]
+        if p.thumbnails:
+            files.append(f"{PARTS}/{p.name}.{THUMBNAILS}")
         if p.frames_encoded is not None:  # parts written before the change gate have no record
             files.append(f"{PARTS}/{p.name}.encoded.npy")
     return files
@@ -261,12 +267,35 @@ def _check_parts(folder: Path, m: IndexManifest, found: _Findings) -> pd.DataFra
                 continue
             bad = int((np.abs(norms - 1.0) > 0.01).sum())
             found.expect(bad == 0, f"{name}: {bad} vectors are not unit length")
+        if p.thumbnails:
+            _check_thumbnails(folder, p, found)
         if p.frames_encoded is not None:
             _check_encoded(base, p, table, frame0, found)
         frame0 += p.frames
     if not complete or not tables:
         return None if not complete else pd.DataFrame(columns=SEGMENT_COLUMNS)
     return pd.concat(tables, ignore_index=True)
+
+
+def _check_thumbnails(folder: Path, p: Part, found: _Findings) -> None:
+    """A part's stored thumbnails: one row per segment, the recorded number of images, each a whole
+    JPEG (framing checked for all, a few decoded)."""
+    name = f"{PARTS}/{p.name}.{THUMBNAILS}"
+    if not (folder / name).is_file():
+        return  # reported as missing
+    rows = found.guarded(name, lambda: read_thumbnails(folder / name))
+    if rows is None:
+        return
+    found.expect(len(rows) == p.segments, f"{name}: {len(rows)} rows, the manifest says {p.segments}")
+    blobs = [b for _, b in rows.values() if b is not None]
+    found.expect(
+        len(blobs) == p.thumbnails, f"{name}: {len(blobs)} thumbnails, the manifest says {p.thumbnails}"
+    )
+    broken = sum(not looks_like_jpeg(b) for b in blobs)
+    found.expect(broken == 0, f"{name}: {broken} thumbnails are not whole JPEG images")
+    for blob in blobs[:: max(1, len(blobs) // THUMBNAIL_SAMPLES)][:THUMBNAIL_SAMPLES]:
+        if looks_like_jpeg(blob) and found.guarded(name, lambda b=blob: jpeg_size(b)) is None:
+            break
 
 
 def _check_encoded(base: Path, p: Part, table: pd.DataFrame | None, frame0: int, found: _Findings) -> None:
@@ -316,7 +345,7 @@ def _check_videos(folder: Path, m: IndexManifest, found: _Findings) -> pd.DataFr
     videos = found.guarded(m.videos_file, lambda: pd.read_parquet(folder / m.videos_file))
     if videos is None:
         return None
-    lacking = [c for c in VIDEO_COLUMNS if c not in videos.columns]
+    lacking = [c for c in VIDEO_COLUMNS if c not in videos.columns and c not in ADDED_VIDEO_COLUMNS]
     if not found.expect(not lacking, f"{m.videos_file}: lacks columns {lacking}"):
         return None
     found.expect(

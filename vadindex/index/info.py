@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from vadindex.index.labels import read_labels
 from vadindex.index.manifest import FAILURES
 from vadindex.index.reader import IndexSnapshot, open_index
 
@@ -20,8 +22,11 @@ def index_info(index: str | os.PathLike[str] | IndexSnapshot) -> dict[str, Any]:
         arithmetic over all parts), ``frames_encoded`` and ``frames_reused`` (sampled frames the image
         encoder ran on, and those that reuse an earlier frame's embedding by the change gate;
         frames of parts written before this was recorded count as encoded), ``gate`` (the gate
-        settings over all parts), ``bytes`` (the size of the committed files), ``search`` (the
-        FAISS index type as built) and ``path``.
+        settings over all parts), ``bytes`` (the size of the committed files), ``thumbnails``
+        (segments with a stored thumbnail, ``build --thumbnails``), ``search`` (the FAISS index type
+        as built), ``cameras`` (``named``: videos per named camera; ``own``: videos on a camera of
+        their own), ``labels`` (the reviewer labels, see :func:`vadindex.index.labels.read_labels`)
+        and ``path``.
     """
     snap = index if isinstance(index, IndexSnapshot) else open_index(index)
     m = snap.manifest
@@ -35,7 +40,12 @@ def index_info(index: str | os.PathLike[str] | IndexSnapshot) -> dict[str, Any]:
     data["frames_reused"] = m.n_frames - data["frames_encoded"]
     data["gate"] = sorted({x for p in m.parts for x in p.gate.split(",") if x})
     data["bytes"] = sum(int(r.get("bytes", 0)) for r in m.files.values())
+    data["thumbnails"] = sum(p.thumbnails for p in m.parts)
     data["path"] = str(snap.path)
+    named = snap.videos["camera"].dropna().astype(str) if len(snap.videos) else []
+    named = [c for c in named if c]
+    data["cameras"] = {"named": dict(Counter(named).most_common()), "own": int(len(snap.videos) - len(named))}
+    data["labels"] = read_labels(snap).to_dict()
     if m.faiss_file:
         from vadindex.index import faiss_index  # imports faiss
 

@@ -25,11 +25,19 @@ FAILURES = "failures.csv"
 METRIC = "inner_product"
 PARTS = "parts"
 CACHE = "cache"
+#: ``vadindex watch``'s alert log and the thumbnails of its alerts, kept beside the index they describe.
+ALERTS = "alerts.jsonl"
+ALERTS_DIR = "alerts"
+#: Reviewer labels (``vadindex label``): not part of any generation, rewritten whole on each change.
+LABELS = "labels.json"
+LABELS_LOCK = ".labels.lock"
 #: Names an index writes in its folder and in ``parts/``, with the ``.NAME.tmp-PID`` files of atomic writes.
 OWN_FILE = re.compile(
     r"^\.?(manifest\.json|failures\.csv|index\.g\d+\.faiss|videos\.g\d+\.parquet)(\.tmp-\d+)?$"
 )
-OWN_PART = re.compile(r"^\.?\d+\.(segments\.parquet|vectors\.npy|frames\.npy|encoded\.npy)(\.tmp-\d+)?$")
+OWN_PART = re.compile(
+    r"^\.?\d+\.(segments\.parquet|vectors\.npy|frames\.npy|thumbs\.parquet|encoded\.npy)(\.tmp-\d+)?$"
+)
 
 SEGMENT_COLUMNS = [
     "video_id", "video", "segment", "start", "end", "start_frame", "end_frame",
@@ -37,8 +45,15 @@ SEGMENT_COLUMNS = [
 ]  # fmt: skip
 VIDEO_COLUMNS = [
     "video_id", "video", "path", "label", "class", "duration", "n_frames", "width", "height",
-    "codec", "n_segments", "first_row", "warning", "added",
+    "codec", "n_segments", "first_row", "warning", "added", "camera",
 ]  # fmt: skip
+#: Video-table columns only ``vadindex watch`` writes (absent from indexes that were only built): the
+#: wall-clock time (Unix seconds) and stream timestamp (seconds) at which a recording chunk starts.
+#: A segment's own times are these plus its ``start``.
+LIVE_VIDEO_COLUMNS = ["wall_start", "stream_start"]
+#: Video columns that later versions added, and what an older index's videos hold instead (readers
+#: fill them in, so an old index reads like a new one). ``camera``: none, each video is its own.
+ADDED_VIDEO_COLUMNS = {"camera": None}
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,9 @@ class Part:
     #: The image encoder's arithmetic for this part's videos (``fp32``, ``int8``, ``fp16``; several
     #: comma-separated if they differ); empty in parts written before it was recorded.
     precision: str = ""
+    #: Segments with a stored thumbnail (``build --thumbnails``: ``parts/<name>.thumbs.parquet``);
+    #: 0 means the part has no thumbnail file (parts written without the option, or before it existed).
+    thumbnails: int = 0
     #: Frames the image encoder ran on; the others reuse an earlier frame's embedding (the change
     #: gate). ``parts/<name>.encoded.npy`` says which, one boolean per frame. ``None`` in parts
     #: written before it was recorded (every frame encoded, no file).

@@ -29,6 +29,7 @@ from vadindex.index.manifest import (
     FAILURES,
     FORMAT_COMPLETE,
     FORMAT_VERSION,
+    LIVE_VIDEO_COLUMNS,
     MANIFEST,
     OWN_FILE,
     OWN_PART,
@@ -40,6 +41,7 @@ from vadindex.index.manifest import (
     now,
 )
 from vadindex.index.reader import IndexSnapshot
+from vadindex.index.thumbs import THUMBNAILS, save_thumbnails
 from vadindex.models.identity import ModelIdentity
 
 log = logging.getLogger("vadindex")
@@ -62,6 +64,8 @@ class PendingVideo:
     #: The encoder's precision once the video was encoded (``--precision auto`` settles on int8 or
     #: fp32 during the first frames of a build).
     precision: str = ""
+    #: ``build --thumbnails``: one row per segment, ``time`` (seconds) and ``jpeg`` (bytes or ``None``).
+    thumbnails: pd.DataFrame | None = None
     #: Per frame, whether it was encoded (``False``: it reuses the embedding of the frame before it,
     #: by the change gate); ``None``: every frame was encoded.
     encoded: np.ndarray | None = None
@@ -282,9 +286,15 @@ class IndexWriter:
             written[f"{PARTS}/{part}.frames.npy"] = lambda f: save_npy(f, frames)
             written[f"{PARTS}/{part}.encoded.npy"] = lambda f: save_npy(f, encoded)
             written[f"{PARTS}/{part}.segments.parquet"] = lambda f: save_parquet(f, segments)
-            new_videos = pd.DataFrame(video_rows, columns=VIDEO_COLUMNS)
+            thumbs = _part_thumbnails(self._pending)
+            if thumbs is not None:
+                written[f"{PARTS}/{part}.{THUMBNAILS}"] = lambda f: save_thumbnails(f, *thumbs)
+            live = [c for c in LIVE_VIDEO_COLUMNS if any(c in v for v in video_rows)]
+            new_videos = pd.DataFrame(video_rows, columns=VIDEO_COLUMNS + live)
             videos = new_videos if videos.empty else pd.concat([videos, new_videos], ignore_index=True)
-            parts = (*parts, Part(part, len(segments), len(frames), precision, int(encoded.sum()), gate))
+            n_thumbs = 0 if thumbs is None else sum(b is not None for b in thumbs[1])
+            n_encoded = int(encoded.sum())
+            parts = (*parts, Part(part, len(segments), len(frames), precision, n_thumbs, n_encoded, gate))
         # Added in place, or rebuilt (auto crossing to IVF, a new --index-type) from the float16 parts.
         index = faiss_index.add(self._faiss, vectors, m.index_type, self._committed_vectors)
         videos_file = f"videos.g{gen:06d}.parquet"
@@ -349,6 +359,24 @@ class IndexWriter:
 def _joined(values: Iterable[str]) -> str:
     """Comma-separated values (each possibly a comma-separated list), sorted, without repeats."""
     return ",".join(sorted({x for v in values for x in v.split(",") if x}))
+
+
+def _part_thumbnails(pending: list[PendingVideo]) -> tuple[list[float], list[bytes | None]] | None:
+    """The stored thumbnails of a part, one per segment in row order (``None`` where a video has
+    none); ``None`` when no video of the part has any."""
+    if all(item.thumbnails is None for item in pending):
+        return None
+    times: list[float] = []
+    blobs: list[bytes | None] = []
+    for item in pending:
+        n = len(item.segments)
+        if item.thumbnails is None or len(item.thumbnails) != n:
+            times += [float("nan")] * n
+            blobs += [None] * n
+        else:
+            times += item.thumbnails["time"].astype(float).tolist()
+            blobs += [b if isinstance(b, bytes) and b else None for b in item.thumbnails["jpeg"]]
+    return times, blobs
 
 
 def _generation_of(file: Path) -> int:

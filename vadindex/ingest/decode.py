@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import av
 import numpy as np
 
 from vadindex.errors import VideoError
+from vadindex.ingest.images import encode_jpeg
 
 log = logging.getLogger("vadindex")
 
@@ -53,6 +55,12 @@ class SampledVideo:
     frame_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
     sample_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     info: VideoInfo | None = None
+    #: Segment length for which to keep one thumbnail per segment while decoding (``None``: none).
+    thumbnail_seconds: float | None = None
+    #: Longest side of those thumbnails, in pixels.
+    thumbnail_size: int = 160
+    #: Segment number -> ``(time in seconds, JPEG)`` of its middle sample (see :class:`SegmentThumbnails`).
+    thumbnails: dict[int, tuple[float, bytes]] = field(default_factory=dict)
 
     def batches(self) -> Iterator[np.ndarray]:
         """Yield ``(n, S, S, 3)`` uint8 RGB batches of the frames shown at ``t = j / fps``.
@@ -191,6 +199,12 @@ def _orient(img: np.ndarray, orientation: Orientation) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+def sample_image(frame: object, size: int, orientation: Orientation = IDENTITY) -> np.ndarray:
+    """A decoded frame as the encoder is fed it: shortest side scaled to ``size`` (bicubic),
+    centre-cropped to a square and turned upright (what ``build`` samples; ``watch`` uses it too)."""
+    return _orient(_resize_crop(frame, size), orientation)
+
+
 def _timestamp(t: float | None, times: Sequence[float], rate: float) -> tuple[float, str]:
     """A frame's time (``None`` when it has none) placed on a strictly increasing timeline.
 
@@ -271,6 +285,11 @@ def _decode(video: SampledVideo) -> Iterator[np.ndarray]:
         warnings: list[str] = []
         width = height = 0
         errors = _PacketErrors()
+        thumbs = (
+            SegmentThumbnails(video.fps, video.thumbnail_seconds, video.thumbnail_size, video.thumbnails)
+            if video.thumbnail_seconds
+            else None
+        )
         try:
             for index, frame in enumerate(_frames(container, stream, errors)):
                 if not times:
@@ -291,6 +310,8 @@ def _decode(video: SampledVideo) -> Iterator[np.ndarray]:
                 while prev is not None and next_grid < t:
                     samples.append(prev[0])
                     batch.append(_orient(_resize_crop(prev[1], video.image_size), orientation))
+                    if thumbs is not None:
+                        thumbs.add(len(samples) - 1, prev[1], orientation)
                     next_grid = len(samples) * step
                     if len(batch) >= video.batch_size:
                         yield np.stack(batch)
@@ -323,12 +344,16 @@ def _decode(video: SampledVideo) -> Iterator[np.ndarray]:
         while prev is not None and next_grid < duration - 1e-9:
             samples.append(prev[0])
             batch.append(_orient(_resize_crop(prev[1], video.image_size), orientation))
+            if thumbs is not None:
+                thumbs.add(len(samples) - 1, prev[1], orientation)
             next_grid = len(samples) * step
             if len(batch) >= video.batch_size:
                 yield np.stack(batch)
                 batch = []
         if batch:
             yield np.stack(batch)
+        if thumbs is not None:
+            thumbs.finish()
         if orientation[0] == 0:  # shown transposed: portrait becomes landscape and back
             width, height = height, width
         video.frame_times = np.frombuffer(times, dtype=np.float64).copy()
@@ -344,3 +369,145 @@ def _decode(video: SampledVideo) -> Iterator[np.ndarray]:
         )
     finally:
         container.close()
+
+
+def frame_image(frame: object, max_side: int, orientation: Orientation = IDENTITY) -> np.ndarray:
+    """A decoded frame as an upright RGB image whose longest side is at most ``max_side`` (never
+    enlarged), aspect ratio kept (area-averaged, so small thumbnails do not alias)."""
+    w, h = frame.width, frame.height  # type: ignore[attr-defined]
+    scale = min(1.0, max_side / max(w, h, 1))
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    rgb = frame.reformat(width=nw, height=nh, format="rgb24", interpolation="AREA").to_ndarray()  # type: ignore[attr-defined]
+    return _orient(rgb, orientation)
+
+
+class SegmentThumbnails:
+    """Keeps one small JPEG per segment while a video decodes: its middle sample.
+
+    Sample ``j`` (shown at ``j / fps``) belongs to segment ``k`` when ``k L <= j / fps < (k + 1) L``,
+    as in :func:`vadindex.ingest.segment.build_segments`; a full segment's thumbnail is its sample
+    ``j0 + n // 2`` (the one at the segment's middle when ``fps L`` is even). A trailing partial
+    segment has fewer samples, so its first half is held (a few frame references, thinned beyond
+    :attr:`MAX_HELD`) until the video ends.
+    """
+
+    MAX_HELD = 8
+
+    def __init__(self, fps: float, seconds: float, size: int, out: dict[int, tuple[float, bytes]]) -> None:
+        self.fps, self.seconds, self.size, self.out = fps, seconds, size, out
+        self.k = -1
+        self.j0 = self.mid = 0
+        self.last = -1
+        self.held: list[tuple[int, object, Orientation]] = []
+
+    def _first_sample(self, k: int) -> int:
+        return math.ceil((k * self.seconds - 1e-9) * self.fps - 1e-9)
+
+    def add(self, j: int, frame: object, orientation: Orientation) -> None:
+        """Sample ``j`` was taken from ``frame``."""
+        k = int(math.floor((j / self.fps + 1e-9) / self.seconds))
+        if k != self.k:
+            self.k, self.held = k, []
+            self.j0 = self._first_sample(k)
+            self.mid = self.j0 + (self._first_sample(k + 1) - self.j0) // 2
+        self.last = j
+        if k in self.out:
+            return
+        if j >= self.mid:
+            self._keep(j, frame, orientation)
+            self.held = []
+        else:
+            step = max(1, math.ceil((self.mid - self.j0) / self.MAX_HELD))
+            if (j - self.j0) % step == 0:
+                self.held.append((j, frame, orientation))
+
+    def finish(self) -> None:
+        """The video ended: a segment without its thumbnail yet (a partial one) takes its middle sample."""
+        if self.k >= 0 and self.k not in self.out and self.held:
+            middle = self.j0 + (self.last - self.j0 + 1) // 2
+            j, frame, orientation = min(self.held, key=lambda h: abs(h[0] - middle))  # type: ignore[arg-type, return-value]
+            self._keep(j, frame, orientation)
+        self.held = []
+
+    def _keep(self, j: int, frame: object, orientation: Orientation) -> None:
+        self.out[self.k] = (j / self.fps, encode_jpeg(frame_image(frame, self.size, orientation)))
+
+
+def read_frames_at(
+    path: Path, times: Sequence[float], max_side: int, *, reseek_after: float = 4.0
+) -> list[np.ndarray]:
+    """The frames on screen at ``times`` (seconds from the first frame), upright, longest side at
+    most ``max_side``: a thumbnail grab that never decodes a video from its start.
+
+    For each time (in increasing order) the demuxer seeks to the keyframe at or before it and decodes
+    forward to the last frame whose presentation time is at or before it. A time less than
+    ``reseek_after`` seconds past the previous one is reached by decoding on instead of seeking
+    again (within one group of pictures that is cheaper). A file that cannot seek is decoded
+    forward from the start.
+
+    Args:
+        path: the video file.
+        times: seconds from the video's first frame; before the first frame gives the first frame,
+            past the end the last one.
+        max_side: longest side of the returned images (never enlarged).
+        reseek_after: seconds ahead beyond which seeking beats decoding on.
+
+    Returns:
+        One ``(h, w, 3)`` uint8 RGB image per time, in the order given.
+
+    Raises:
+        VideoError: the file cannot be opened or no frame decodes.
+    """
+    out: list[np.ndarray | None] = [None] * len(times)
+    container = open_video(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        base = stream.time_base
+        t0 = float(stream.start_time * base) if stream.start_time is not None and base else 0.0
+        can_seek = bool(base)
+        frames: Iterator[object] | None = None
+        shown: tuple[float, object] | None = None  # the frame on screen, with its time
+        pending: object | None = None  # decoded past the previous target, not shown yet
+        errors = _PacketErrors()
+        for i in sorted(range(len(times)), key=lambda n: times[n]):
+            target = max(float(times[i]), 0.0)
+            if frames is None or (shown is not None and target - shown[0] > reseek_after):
+                sought = False
+                if can_seek and target > 0:
+                    try:
+                        container.seek(
+                            round((t0 + target) / base), stream=stream, backward=True, any_frame=False
+                        )
+                        sought = True
+                    except av.error.FFmpegError:
+                        can_seek = False  # an unindexed file: decode forward instead
+                        if frames is None:  # nothing decoded yet: start again from a clean state
+                            container.close()
+                            container = open_video(path)
+                            stream = container.streams.video[0]
+                            stream.thread_type = "AUTO"
+                if sought or frames is None:
+                    if frames is not None:
+                        frames.close()  # type: ignore[attr-defined]
+                    frames, shown, pending = _frames(container, stream, errors), None, None
+            while True:
+                frame = pending if pending is not None else next(frames, None)
+                pending = None
+                if frame is None:
+                    break  # the end: the last frame stays on screen
+                raw = frame.time  # type: ignore[attr-defined]
+                t = raw - t0 if raw is not None else (shown[0] + 1e-3 if shown else 0.0)
+                if shown is not None and t > target + 1e-6:
+                    pending = frame
+                    break
+                shown = (t, frame)
+            if shown is None:
+                reason = errors.reason or "no frame"
+                raise VideoError(str(path), f"cannot decode a frame at {target:.2f} s ({reason})")
+            out[i] = frame_image(shown[1], max_side, _orientation(shown[1])[0])
+    except av.error.FFmpegError as exc:
+        raise VideoError(str(path), f"cannot decode a frame ({_ffmpeg_reason(exc)})") from None
+    finally:
+        container.close()
+    return out  # type: ignore[return-value]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from vadindex import config as C
 from vadindex.errors import InputError
+from vadindex.ingest.sources import VideoRoots, check_camera_from
 from vadindex.options import Options, option
 
 
@@ -32,7 +33,10 @@ class BuildOptions(Options):
     segment_seconds: float | None = option(
         None, f"Segment length in seconds. [default: {C.DEFAULT_SEGMENT_SECONDS:g}, or the index's]"
     )
-    commit_every: int = option(C.DEFAULT_COMMIT_EVERY, "Videos per commit; a crash loses at most these.")
+    commit_every: int = option(
+        C.DEFAULT_COMMIT_EVERY,
+        "Videos per commit (and a commit at least once a minute); a crash loses at most these.",
+    )
     video_timeout: float | None = option(
         C.DEFAULT_VIDEO_TIMEOUT,
         "Abandon a video (reported as failed) that takes longer than this many seconds in all. "
@@ -72,18 +76,42 @@ class BuildOptions(Options):
     )
     backend: str = option(
         C.DEFAULT_BACKEND,
-        "Image-tower runtime; onnxruntime (CPU, fp32, same embeddings, ~1.2x faster than torch fp32) "
-        "needs `pip install onnxruntime onnx`.",
+        "Image-tower runtime; onnxruntime (CPU, fp32, same embeddings, ~1.2x faster than torch fp32).",
         choices=C.BACKENDS,
     )
 
+    thumbnails: bool = option(
+        False,
+        f"Also store one small JPEG per segment (its middle frame, {C.STORED_THUMBNAIL_SIZE} px) in the index, "
+        "so reports and pages show it after the videos move or are deleted (about 4 MB per 1,000 segments). "
+        "[default: off]",
+    )
+    video_root: str | None = option(None, C.VIDEO_ROOT_HELP, metavar="OLD=NEW")
+    camera: str | None = option(
+        None,
+        "Camera name of every video of this build (a manifest's camera column wins). "
+        "[default: each video is its own camera]",
+        metavar="NAME",
+    )
+    camera_from: str | None = option(
+        None,
+        "Camera of each video from its path: 'parent' (its folder's name) or a regular expression "
+        "(its first group, or the whole match).",
+        metavar="parent|REGEX",
+    )
+
     def __post_init__(self) -> None:
+        if self.camera is not None and not self.camera.strip():
+            raise InputError("--camera must not be empty")
+        check_camera_from(self.camera_from)
         if self.batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.commit_every < 1:
             raise InputError(f"--commit-every must be at least 1, got {self.commit_every}")
         if not self.stall_timeout > 0 or (self.video_timeout is not None and not self.video_timeout > 0):
             raise InputError("--stall-timeout and --video-timeout must be positive")
+        if self.video_root:
+            VideoRoots.parse(self.video_root)  # refuse a malformed value before any work
         C.check_gate(self.gate_threshold, self.gate_max_gap)
         for name, value, choices in (
             ("precision", self.precision, C.PRECISIONS),

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
+import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from vadindex.config import VIDEO_EXTENSIONS
+from vadindex.config import CAMERA_FROM_PARENT, VIDEO_EXTENSIONS
 from vadindex.errors import InputError
+
+log = logging.getLogger("vadindex")
 
 _NORMAL = {"normal", "0", "false", "no", "negative", "neg"}
 _ANOMALY = {"anomaly", "anomalous", "abnormal", "1", "true", "yes", "positive", "pos"}
@@ -24,6 +29,50 @@ _NORMAL_CLASSES = {
 
 
 @dataclass(frozen=True)
+class VideoRoots:
+    """``--video-root OLD=NEW``: paths under ``OLD`` are read from ``NEW`` (footage that moved).
+
+    Only whole leading path components are replaced, so ``/mnt/cam=/data`` remaps ``/mnt/cam/a.mp4``
+    but not ``/mnt/camera/a.mp4``.
+    """
+
+    old: str = ""
+    new: str = ""
+
+    @classmethod
+    def parse(cls, value: str | None) -> VideoRoots:
+        """Read ``OLD=NEW`` (``None`` or empty: no remapping).
+
+        Raises:
+            InputError: no ``=``, or an empty side.
+        """
+        if not value:
+            return cls()
+        old, sep, new = str(value).partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise InputError(f"--video-root must be OLD=NEW (two folders), got {value!r}")
+        return cls(_folder(old.strip()), _folder(new.strip()))
+
+    def __bool__(self) -> bool:
+        return bool(self.old)
+
+    def apply(self, path: str | os.PathLike[str]) -> Path:
+        """``path`` with a leading ``OLD`` replaced by ``NEW`` (unchanged when it is not under ``OLD``)."""
+        if not self.old:
+            return Path(path)
+        text = os.path.abspath(os.fspath(path))
+        if text == self.old:
+            return Path(self.new)
+        prefix = self.old if self.old.endswith(os.sep) else self.old + os.sep
+        return Path(self.new) / text[len(prefix) :] if text.startswith(prefix) else Path(path)
+
+
+def _folder(text: str) -> str:
+    """A folder as ``--video-root`` compares it: absolute, without a trailing separator."""
+    return os.path.abspath(os.path.expanduser(text))
+
+
+@dataclass(frozen=True)
 class VideoSource:
     """One video to index, with its ground truth when the user supplied it."""
 
@@ -31,6 +80,8 @@ class VideoSource:
     video: str
     label: int | None = None
     cls: str | None = None
+    #: The camera that filmed it; ``None``: a camera of its own.
+    camera: str | None = None
 
 
 def parse_label(value: str | None, where: str) -> int | None:
@@ -47,11 +98,12 @@ def parse_label(value: str | None, where: str) -> int | None:
     raise InputError(f"{where}: label {value!r} is not one of normal, anomaly, 0, 1")
 
 
-def read_manifest_csv(path: Path) -> list[VideoSource]:
-    """Read a manifest CSV with a ``path`` column and optional ``label`` and ``class`` columns.
+def read_manifest_csv(path: Path, roots: VideoRoots | None = None) -> list[VideoSource]:
+    """Read a manifest CSV with a ``path`` column and optional ``label``, ``class`` and ``camera`` columns.
 
-    Relative paths are taken relative to the manifest's folder. A row with a class but no label is
-    labelled normal when the class says so (``Normal``, ``Normal_Videos``...) and anomalous otherwise.
+    Relative paths are taken relative to the manifest's folder, then remapped by ``roots``. A row
+    with a class but no label is labelled normal when the class says so (``Normal``,
+    ``Normal_Videos``...) and anomalous otherwise.
     """
     if not path.is_file():
         raise InputError(f"{path}: manifest not found")
@@ -79,8 +131,53 @@ def read_manifest_csv(path: Path) -> list[VideoSource]:
         video_path = Path(row["path"]).expanduser()
         if not video_path.is_absolute():
             video_path = path.parent / video_path
-        sources.append(VideoSource(video_path, row["path"], label, cls))
+        if roots:
+            video_path = roots.apply(video_path)
+        sources.append(VideoSource(video_path, row["path"], label, cls, row.get("camera") or None))
     return sources
+
+
+def check_camera_from(camera_from: str | None) -> re.Pattern[str] | None:
+    """The regular expression of ``--camera-from`` (``None`` for ``parent`` or nothing).
+
+    Raises:
+        InputError: not a valid regular expression.
+    """
+    if camera_from is None or camera_from == CAMERA_FROM_PARENT:
+        return None
+    try:
+        return re.compile(camera_from)
+    except re.error as exc:
+        raise InputError(
+            f"--camera-from {camera_from!r}: not 'parent' nor a valid regular expression ({exc})"
+        ) from None
+
+
+def assign_cameras(
+    sources: list[VideoSource], camera: str | None = None, camera_from: str | None = None
+) -> list[VideoSource]:
+    """Give every video its camera: a manifest's ``camera`` column first, then ``camera`` (one name
+    for all), then ``camera_from``: ``parent`` (the name of the video's folder) or a regular
+    expression searched in the video's path (its first group, or the whole match). A video none
+    of these name keeps a camera of its own.
+    """
+    pattern = check_camera_from(camera_from)
+    out, unmatched = [], 0
+    for src in sources:
+        name = src.camera or camera
+        if name is None and camera_from == CAMERA_FROM_PARENT:
+            name = src.path.parent.name or None
+        elif name is None and pattern is not None:
+            found = pattern.search(src.path.as_posix())
+            if found is None:
+                unmatched += 1
+            else:
+                name = (found.group(1) if pattern.groups else found.group(0)) or None
+        out.append(src if name == src.camera else dataclasses.replace(src, camera=name))
+    if unmatched:
+        log.warning("--camera-from %r matched no camera in %d video paths; each is its own camera",
+                    camera_from, unmatched)  # fmt: skip
+    return out
 
 
 def is_video_file(path: Path) -> bool:
@@ -89,13 +186,16 @@ def is_video_file(path: Path) -> bool:
 
 
 def collect_sources(
-    paths: list[str | os.PathLike[str]], manifest: str | os.PathLike[str] | None = None
+    paths: list[str | os.PathLike[str]],
+    manifest: str | os.PathLike[str] | None = None,
+    roots: VideoRoots | None = None,
 ) -> tuple[list[VideoSource], list[tuple[str, str]]]:
     """Expand files, folders and a manifest into a de-duplicated list of videos.
 
     Args:
         paths: video files and folders (searched recursively for video extensions).
         manifest: optional manifest CSV.
+        roots: ``--video-root``: paths (and manifest rows) under its old folder are read from its new one.
 
     Returns:
         The videos, and ``(path, reason)`` for each source that does not exist or is not a regular
@@ -104,13 +204,15 @@ def collect_sources(
     found: list[VideoSource] = []
     problems: list[tuple[str, str]] = []
     if manifest is not None:
-        for src in read_manifest_csv(Path(manifest).expanduser()):
+        for src in read_manifest_csv(Path(manifest).expanduser(), roots):
             if src.path.is_file():
                 found.append(src)
             else:
                 problems.append((str(src.path), _not_a_file(src.path)))
     for raw in paths:
         path = Path(raw).expanduser()
+        if roots:
+            path = roots.apply(path)
         if path.is_dir():
             # rglob does not follow symlinked folders (no loops); symlinked files are followed.
             candidates = sorted(p for p in path.rglob("*") if is_video_file(p) and not p.name.startswith("."))

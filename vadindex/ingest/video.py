@@ -109,6 +109,7 @@ def ingest_video(
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     video_id: str | None = None,
     video_timeout: float | None = DEFAULT_VIDEO_TIMEOUT,
+    thumbnail_size: int | None = None,
     gate: GateSettings | None = None,
 ) -> PendingVideo:
     """Decode, sample, encode and segment one video: the independent unit of ingestion work.
@@ -121,6 +122,8 @@ def ingest_video(
         stall_timeout: seconds without a decoded batch before the file is abandoned.
         video_id: the content fingerprint, if already computed.
         video_timeout: seconds the whole video may take (decoding and encoding); ``None`` for no limit.
+        thumbnail_size: also keep a JPEG of each segment's middle sample, this many pixels on its
+            longest side, for the index (``build --thumbnails``); ``None``: none.
         gate: the change gate (only frames that differ from the last encoded one are encoded, the
             others reuse its embedding); ``None`` encodes every sampled frame.
 
@@ -132,6 +135,8 @@ def ingest_video(
     """
     path = source.path
     sampled = SampledVideo(path, settings.fps, encoder.image_size, batch_size)
+    if thumbnail_size:
+        sampled.thumbnail_seconds, sampled.thumbnail_size = settings.segment_seconds, thumbnail_size
     batches = _prefetch(sampled.batches(), 2, stall_timeout, path, video_timeout)
     gated = GatedEncoder(encoder, gate, settings.fps, batch_size)
     precision_before = encoder_precision(encoder)
@@ -179,6 +184,7 @@ def ingest_video(
         "codec": info.codec,
         "n_segments": len(segments),
         "warning": info.warning,
+        "camera": source.camera,
     }
     return PendingVideo(
         video,
@@ -187,8 +193,20 @@ def ingest_video(
         frame_vectors.astype(np.float16),
         # both, when --precision auto moved to int8 during this video
         precision=",".join(sorted({precision_before, encoder_precision(encoder)} - {""})),
+        thumbnails=segment_thumbnails(sampled, segments) if thumbnail_size else None,
         encoded=encoded,
         gate=describe_gate(gate),
+    )
+
+
+def segment_thumbnails(sampled: SampledVideo, segments: list[Any]) -> pd.DataFrame:
+    """The thumbnails decoding kept, one row per segment (``time``, ``jpeg``; ``None`` if missing)."""
+    kept = [sampled.thumbnails.get(s.index) for s in segments]
+    return pd.DataFrame(
+        {
+            "time": [k[0] if k else float("nan") for k in kept],
+            "jpeg": pd.Series([k[1] if k else None for k in kept], dtype=object),
+        }
     )
 
 
