@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -341,3 +342,74 @@ def test_help_lists_the_gate_options() -> None:
     text = CliRunner().invoke(cli, ["build", "--help"]).output
     for flag in ("--gate [auto|off]", "--gate-threshold", "--gate-max-gap"):
         assert flag in text
+
+
+# --- watch ---------------------------------------------------------------------------------------
+
+
+def test_watch_gates_each_stream_and_records_it(encoder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A still camera streamed over UDP to ``vadindex watch`` with ``--gate auto``: most frames reuse
+    the stream's last embedding, every recording chunk starts with an encoded frame, and the index
+    records the counts like a build's (``check`` verifies the flags against the stored frames)."""
+    import threading
+
+    from stream_servers import free_port, udp_sender
+
+    from vadindex.demo.live import live_prompt_set
+    from vadindex.index.check import check_index
+    from vadindex.index.info import index_info
+    from vadindex.index.reader import open_index
+    from vadindex.ingest.options import BuildOptions
+    from vadindex.live.options import WatchOptions
+    from vadindex.live.sources import parse_source
+    from vadindex.live.watch import watch
+
+    clip = _still_video(tmp_path / "still.mp4", seconds=10.0)
+    port, lines, stop = free_port(), [], threading.Event()
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            result["summary"] = watch(
+                [parse_source(f"udp://127.0.0.1:{port}", "still-cam")], tmp_path / "ix", live_prompt_set(),
+                encoder=encoder, on_status=lines.append, stop=stop,
+                build=BuildOptions(gate="auto", gate_max_gap=2.0),
+                options=WatchOptions(open_timeout=8.0, read_timeout=2.0, commit_seconds=3.0),
+            )  # fmt: skip
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    sender = None
+    try:
+        deadline = time.monotonic() + 60
+        while not any("watching" in line for line in lines):
+            assert "error" not in result and time.monotonic() < deadline, lines
+            time.sleep(0.1)
+        sender = udp_sender(clip, port)
+        sender.wait(60)
+        while not any("still-cam: lost" in line for line in lines):  # UDP never ends: lost after 2 s
+            assert "error" not in result and time.monotonic() < deadline + 30, lines
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(60)
+        if sender is not None:
+            sender.stop()
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    summary = result["summary"]
+    sampled = summary.frames_encoded + summary.frames_reused  # type: ignore[attr-defined]
+    assert sampled >= 30 and 0 < summary.frames_encoded < sampled / 2, summary  # type: ignore[attr-defined]
+    assert summary.to_dict()["frames_reused"] == summary.frames_reused  # type: ignore[attr-defined]
+    snap = open_index(tmp_path / "ix")
+    flags = snap.frames_encoded()
+    assert len(flags) == snap.manifest.n_frames == sampled and flags.sum() == summary.frames_encoded  # type: ignore[attr-defined]
+    assert flags[snap.segments.loc[snap.segments["segment"] == 0, "frame_row"].to_numpy()].all()
+    assert len(snap.videos) >= 2  # several commits: several chunks, each starting encoded
+    info = index_info(tmp_path / "ix")
+    assert (info["frames_encoded"], info["frames_reused"]) == (summary.frames_encoded, summary.frames_reused)  # type: ignore[attr-defined]
+    assert info["gate"] == [GateSettings(max_gap=2.0).describe()]
+    report = check_index(tmp_path / "ix")
+    assert report.ok, report.problems

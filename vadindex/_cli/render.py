@@ -229,7 +229,8 @@ def watch_summary(s: Any) -> None:
     """What a :class:`~vadindex.live.watch.WatchSummary` did, on stderr (stdout carries the alerts)."""
     click.echo(
         f"watch stopped ({s.stopped}) after {s.seconds:.0f} s: {s.segments_indexed} segments indexed, "
-        f"{s.frames_encoded} frames encoded, {s.alerts} alerts. Index {s.index}: {s.total_segments} segments, "
+        f"{s.frames_encoded} frames encoded{f' ({s.frames_reused} reused)' if s.frames_reused else ''}, "
+        f"{s.alerts} alerts. Index {s.index}: {s.total_segments} segments, "
         f"generation {s.generation} [{s.model}, {s.precision or '?'}].",
         err=True,
     )

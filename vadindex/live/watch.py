@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,7 @@ from vadindex.detect.prompts import ClassPromptSet, load_prompt_set
 from vadindex.errors import InputError, StoreError
 from vadindex.index.writer import IndexWriter, PendingVideo
 from vadindex.ingest.build import BuildPlan, open_build, resolve_options
+from vadindex.ingest.gate import ChangeGate, GateSettings, describe_gate
 from vadindex.ingest.options import BuildOptions
 from vadindex.ingest.video import encoder_precision
 from vadindex.live.alerts import AlertLog, AlertTracker, FlaggedSegment, Webhook, alerts_file
@@ -63,15 +64,6 @@ DELAY_SAMPLES = 4096
 STOP_WAIT = 2.0
 
 
-class FrameGate(Protocol):
-    """Decides which of a stream's sampled frames need encoding (one gate per stream, kept across
-    segments); the others reuse the embedding of the stream's last encoded frame."""
-
-    def select(self, frames: np.ndarray) -> np.ndarray:
-        """A boolean mask over ``(n, S, S, 3)`` frames: True where the frame must be encoded."""
-        ...
-
-
 @dataclass(frozen=True)
 class WatchSummary:
     """What a watch did, once it has stopped and committed."""
@@ -82,6 +74,7 @@ class WatchSummary:
     stopped: str
     seconds: float
     segments_indexed: int
+    #: Sampled frames the image encoder ran on.
     frames_encoded: int
     alerts: int
     generation: int
@@ -94,6 +87,8 @@ class WatchSummary:
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: POSTs ``sent``, ``failed`` (after every retry) and ``dropped`` (queue full); ``None``: no webhook.
     webhook: dict[str, int] | None = None
+    #: Sampled frames that reuse their stream's last encoded embedding (``--gate auto``).
+    frames_reused: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -103,6 +98,7 @@ class WatchSummary:
             "seconds": round(self.seconds, 3),
             "segments_indexed": self.segments_indexed,
             "frames_encoded": self.frames_encoded,
+            "frames_reused": self.frames_reused,
             "encoder_fps": round(self.frames_encoded / self.encode_seconds, 2)
             if self.encode_seconds
             else None,
@@ -133,16 +129,19 @@ class _Chunk:
         self.segments: list[LiveSegment] = []
         self.frames: list[np.ndarray] = []
         self.vectors: list[np.ndarray] = []
+        self.encoded: list[np.ndarray] = []
 
-    def add(self, segment: LiveSegment, frames: np.ndarray, vector: np.ndarray) -> int:
-        """Append a segment; returns its position (its ``segment`` number in the index)."""
+    def add(self, segment: LiveSegment, frames: np.ndarray, vector: np.ndarray, encoded: np.ndarray) -> int:
+        """Append a segment (``encoded``: per frame, whether the encoder ran on it); returns its
+        position (its ``segment`` number in the index)."""
         self.segments.append(segment)
         self.frames.append(frames.astype(np.float16))
         self.vectors.append(vector)
+        self.encoded.append(encoded)
         return len(self.segments) - 1
 
-    def pending(self, dropped_now: int) -> PendingVideo:
-        """The chunk as a video for the writer."""
+    def pending(self, dropped_now: int, gate: str) -> PendingVideo:
+        """The chunk as a video for the writer (``gate``: the change gate's settings, as recorded)."""
         segs = self.segments
         n_frames = np.array([s.n_frames for s in segs], dtype=np.int32)
         dropped = dropped_now - self.dropped_before
@@ -180,8 +179,9 @@ class _Chunk:
             "stream_start": self.stream_start,
         }
         return PendingVideo(
-            video, rows, np.stack(self.vectors).astype(np.float32), np.concatenate(self.frames)
-        )
+            video, rows, np.stack(self.vectors).astype(np.float32), np.concatenate(self.frames),
+            encoded=np.concatenate(self.encoded), gate=gate,
+        )  # fmt: skip
 
 
 class _Committer(threading.Thread):
@@ -252,7 +252,6 @@ def watch(
     on_alert: Callable[[dict[str, Any]], None] | None = None,
     on_status: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
-    gate: Callable[[str], FrameGate] | None = None,
 ) -> WatchSummary:
     """Follow streams until stopped: index every segment, detect, alert. Commits before returning.
 
@@ -263,7 +262,9 @@ def watch(
         prompts, normal_prompts: as for :func:`vadindex.detect.pipeline.detect`.
         detect: the rule (:class:`~vadindex.detect.options.DetectOptions`); see
             :func:`vadindex.live.scorer.check_live_options` for what a live rule cannot use.
-        build: model, device, precision, batch size and sampling for a new index.
+        build: model, device, precision, batch size and sampling for a new index, and the change
+            gate (``gate``, ``gate_threshold``, ``gate_max_gap``: one gate per stream, see
+            :mod:`vadindex.ingest.gate`).
         options: :class:`~vadindex.live.options.WatchOptions`.
         alerts: the alert log (default ``INDEX/alerts.jsonl``).
         webhook: an http(s) URL that every alert record is POSTed to.
@@ -272,7 +273,6 @@ def watch(
         on_status: called with one-line status messages (connections, losses, drops, commits).
         stop: set it to stop the watch from another thread. In the main thread, Ctrl-C and SIGTERM
             stop it too (a second Ctrl-C aborts without the final commit).
-        gate: makes the :class:`FrameGate` of a stream (called with its name); none by default.
 
     Returns:
         A :class:`WatchSummary`.
@@ -299,9 +299,7 @@ def watch(
     with open_build(plan, encoder, threads=wopts.threads) as (enc, writer):
         scorer = LiveScorer.for_index(plan.index, spec, enc, dopts, wopts.min_history)
         alert_log = AlertLog(alerts_file(plan.index, alerts), on_alert, hook)
-        engine = _Engine(
-            srcs, plan, enc, writer, scorer, AlertTracker(alert_log, wopts.cooldown), wopts, say, gate
-        )
+        engine = _Engine(srcs, plan, enc, writer, scorer, AlertTracker(alert_log, wopts.cooldown), wopts, say)
         return engine.run(stop or threading.Event(), t_start, hook)
 
 
@@ -318,7 +316,6 @@ class _Engine:
         tracker: AlertTracker,
         options: WatchOptions,
         status: Callable[[str], None],
-        gate: Callable[[str], FrameGate] | None,
     ) -> None:
         self.sources = {s.name: s for s in sources}
         self.plan = plan
@@ -339,7 +336,9 @@ class _Engine:
             StreamReader(s, settings, encoder.image_size, self.queues, options, status) for s in sources
         ]
         self.committer = _Committer(writer, status)
-        self.gates = {s.name: gate(s.name) for s in sources} if gate else {}
+        gate = GateSettings.from_options(plan.options)
+        self.gate_name = describe_gate(gate)
+        self.gates = {s.name: ChangeGate(gate, settings.fps) for s in sources} if gate else {}
         self._last_vector: dict[str, np.ndarray] = {}
         self._chunks: dict[str, _Chunk] = {}
         self._closed: list[_Chunk] = []
@@ -347,7 +346,7 @@ class _Engine:
         self._drops_noted: dict[str, int] = dict.fromkeys(self.sources, 0)
         #: Seconds from each segment's end to its decision (the most recent ones, per camera).
         self._delays: dict[str, deque[float]] = {name: deque(maxlen=DELAY_SAMPLES) for name in self.sources}
-        self.frames_encoded = 0
+        self.frames_encoded = self.frames_reused = 0
         self.encode_seconds = 0.0
         self._fps_estimate: float | None = None
         self.latencies: list[float] = []
@@ -460,7 +459,7 @@ class _Engine:
 
     def _process(self, segments: list[LiveSegment]) -> None:
         t0 = time.perf_counter()
-        frame_vectors = self._encode(segments)
+        frame_vectors, masks = self._encode(segments)
         took = time.perf_counter() - t0
         self.encode_seconds += took
         fps = sum(len(v) for v in frame_vectors) / max(took, 1e-6)
@@ -470,9 +469,11 @@ class _Engine:
         scores = self.scorer.score(
             seg_vectors, np.concatenate(frame_vectors), np.array([len(v) for v in frame_vectors])
         )
-        for seg, frames, vector, scored in zip(segments, frame_vectors, seg_vectors, scores, strict=True):
+        for seg, frames, mask, vector, scored in zip(
+            segments, frame_vectors, masks, seg_vectors, scores, strict=True
+        ):
             chunk = self._chunk_for(seg)
-            position = chunk.add(seg, frames, vector)
+            position = chunk.add(seg, frames, vector, mask)
             self._indexed[seg.camera] += 1
             self._delays[seg.camera].append(time.time() - seg.wall_end)
             item = (seg, chunk.video_id, chunk.video, position)
@@ -491,19 +492,31 @@ class _Engine:
         if self.tracker.raised > before:
             self.latencies.append(time.time() - seg.wall_end)
 
-    def _encode(self, segments: list[LiveSegment]) -> list[np.ndarray]:
-        """Frame embeddings of every segment, encoded as one batch across streams (a stream's
-        gate, if any, spares frames that did not change: they reuse its last encoded embedding)."""
+    def _encode(self, segments: list[LiveSegment]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Frame embeddings of every segment, encoded as one batch across streams, and per segment
+        which frames were encoded. With ``--gate auto`` each stream's :class:`ChangeGate` spares the
+        frames that did not change: they reuse the stream's last encoded embedding. The gate starts
+        afresh with every recording chunk, so each chunk (a video row) starts with an encoded
+        frame, as every video of a build does."""
         masks = []
+        chunk_timeline = {name: chunk.timeline for name, chunk in self._chunks.items()}
         for seg in segments:
             gate = self.gates.get(seg.camera)
-            mask = np.ones(seg.n_frames, bool) if gate is None else np.asarray(gate.select(seg.pixels), bool)
+            if gate is None:
+                mask = np.ones(seg.n_frames, bool)
+            else:
+                if chunk_timeline.get(seg.camera) != seg.timeline:  # this segment starts a chunk
+                    gate.reset()
+                    chunk_timeline[seg.camera] = seg.timeline
+                # Wall-clock times: monotonic across reconnects, unlike the stream's own timestamps.
+                mask = gate.select(seg.pixels, seg.wall_start + (seg.sample_times - seg.start))
             if not mask.any() and seg.camera not in self._last_vector:
                 mask[0] = True  # nothing to reuse yet
             masks.append(mask)
         pixels = np.concatenate([seg.pixels[m] for seg, m in zip(segments, masks, strict=True)])
         encoded = np.asarray(self.encoder.encode_images(pixels), dtype=np.float32) if len(pixels) else None
         self.frames_encoded += len(pixels)
+        self.frames_reused += sum(seg.n_frames for seg in segments) - len(pixels)
         out, at = [], 0
         for seg, mask in zip(segments, masks, strict=True):
             vectors = np.empty((seg.n_frames, self.encoder.dim), np.float32)
@@ -514,7 +527,7 @@ class _Engine:
                     at += 1
                 vectors[i] = self._last_vector[seg.camera]
             out.append(vectors)
-        return out
+        return out, masks
 
     # -- chunks and commits ---------------------------------------------------------------------
 
@@ -533,7 +546,9 @@ class _Engine:
         chunks = self._closed + [c for c in self._chunks.values() if c.segments]
         self._closed, self._chunks = [], {}
         if chunks:
-            self.committer.submit([c.pending(self.queues.dropped[c.source.name]) for c in chunks])
+            self.committer.submit(
+                [c.pending(self.queues.dropped[c.source.name], self.gate_name) for c in chunks]
+            )
             for c in chunks:
                 self._drops_noted[c.source.name] = self.queues.dropped[c.source.name]
 
@@ -578,6 +593,7 @@ class _Engine:
             seconds=seconds,
             segments_indexed=m.n_segments - self._segments_before,
             frames_encoded=self.frames_encoded,
+            frames_reused=self.frames_reused,
             alerts=self.tracker.raised,
             generation=m.generation,
             total_segments=m.n_segments,
