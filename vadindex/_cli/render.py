@@ -90,6 +90,9 @@ def index_info(info: dict[str, Any]) -> None:
                        "rest are searched exactly until the build ends")  # fmt: skip
     if info["precision"]:
         click.echo(f"precision  image encoder {', '.join(info['precision'])}")
+    if info.get("engines"):
+        built = ", ".join(f"{name} {n} part{'s' * (n != 1)}" for name, n in info["engines"].items())
+        click.echo(f"engines    {built} (build --engine)")
     if info.get("thumbnails"):
         click.echo(
             f"thumbnails {info['thumbnails']} of {info['n_segments']} segments stored (build --thumbnails)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ def index_info(index: str | os.PathLike[str] | IndexSnapshot) -> dict[str, Any]:
         The manifest's fields, with ``parts`` and ``files`` as counts, and ``failures_last_build``,
         ``faiss_covered`` (segments the FAISS file holds), ``precision`` (the image encoder's
         arithmetic over all parts), ``bytes`` (the size of the committed files), ``thumbnails``
-        (segments with a stored thumbnail, ``build --thumbnails``), ``search`` (the
+        (segments with a stored thumbnail, ``build --thumbnails``), ``engines`` (parts built by
+        each ``build --engine``), ``search`` (the
         FAISS index type as built) and ``path``.
     """
     snap = index if isinstance(index, IndexSnapshot) else open_index(index)
@@ -31,6 +33,7 @@ def index_info(index: str | os.PathLike[str] | IndexSnapshot) -> dict[str, Any]:
     data["precision"] = sorted({x for p in m.parts for x in p.precision.split(",") if x})
     data["bytes"] = sum(int(r.get("bytes", 0)) for r in m.files.values())
     data["thumbnails"] = sum(p.thumbnails for p in m.parts)
+    data["engines"] = dict(sorted(Counter(p.engine for p in m.parts).items()))
     data["path"] = str(snap.path)
     if m.faiss_file:
         from vadindex.index import faiss_index  # imports faiss

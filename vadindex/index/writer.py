@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from vadindex import __version__
-from vadindex.config import DEFAULT_INDEX_TYPE
+from vadindex.config import DEFAULT_ENGINE, DEFAULT_INDEX_TYPE
 from vadindex.errors import StoreError
 from vadindex.files import atomic_path, file_record, save_npy, save_parquet, write_text_atomic
 from vadindex.index import faiss_index
@@ -82,6 +82,8 @@ class IndexWriter:
     lock: IndexLock | None = None
     #: FAISS index type (:data:`vadindex.config.INDEX_TYPES`); ``None`` keeps the index's, else the default.
     index_type: str | None = None
+    #: The build engine recorded in each part this writer commits (``build --engine``).
+    engine: str = DEFAULT_ENGINE
     _lock: IndexLock | None = None
     _faiss: Any = None
     _videos: pd.DataFrame | None = None
@@ -278,7 +280,7 @@ class IndexWriter:
             new_videos = pd.DataFrame(video_rows, columns=VIDEO_COLUMNS)
             videos = new_videos if videos.empty else pd.concat([videos, new_videos], ignore_index=True)
             n_thumbs = 0 if thumbs is None else sum(b is not None for b in thumbs[1])
-            parts = (*parts, Part(part, len(segments), len(frames), precision, n_thumbs))
+            parts = (*parts, Part(part, len(segments), len(frames), precision, n_thumbs, self.engine))
         # Added in place, or rebuilt (auto crossing to IVF, a new --index-type) from the float16 parts.
         index = faiss_index.add(self._faiss, vectors, m.index_type, self._committed_vectors)
         videos_file = f"videos.g{gen:06d}.parquet"

@@ -1,14 +1,17 @@
 """A build: plan what to index, lock the index, run an engine over the videos, commit, report.
 
 The engines differ only in where :func:`vadindex.ingest.video.ingest_video` runs: :func:`run_local`
-runs it here, one video after another (decoding in a thread beside the encoder). Whatever the
-engine, one :class:`BuildLedger` in this process is the index's single writer: it skips what the
-index holds, commits every ``commit_every`` videos (or minute), and records failures.
+runs it here, one video after another (decoding in a thread beside the encoder);
+:mod:`vadindex.ingest.ray_engine` runs it in a pool of Ray actors. Whatever the engine, one
+:class:`BuildLedger` in this process is the index's single writer: it skips what the index holds,
+commits every ``commit_every`` videos (or minute, or :data:`PENDING_BYTES` of results), and records
+failures.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -19,26 +22,24 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from vadindex.config import (
-    DEFAULT_FPS,
-    DEFAULT_MODEL,
-    DEFAULT_SEGMENT_SECONDS,
-    STORED_THUMBNAIL_SIZE,
-    SamplingSettings,
-)
-from vadindex.errors import InputError, VadindexError, VideoError
+from vadindex.config import DEFAULT_FPS, DEFAULT_MODEL, DEFAULT_SEGMENT_SECONDS, SamplingSettings
+from vadindex.errors import InputError
 from vadindex.index.lock import lock_index
 from vadindex.index.manifest import LOCK, MANIFEST, PARTS, read_manifest
 from vadindex.index.writer import IndexWriter, PendingVideo
 from vadindex.ingest.options import BuildOptions
+from vadindex.ingest.ray_engine import RayEngine
 from vadindex.ingest.sources import VideoRoots, VideoSource, collect_sources, fingerprint
-from vadindex.ingest.video import encoder_precision, ingest_video
+from vadindex.ingest.video import encoder_precision, failure_reason, ingest_for_build
 from vadindex.models.identity import Encoder
 
 log = logging.getLogger("vadindex")
 
 #: Commit at least this often (seconds) while videos are pending, whatever ``commit_every`` says.
 COMMIT_INTERVAL = 60.0
+#: Commit once the pending videos' vectors take this many bytes, whatever ``commit_every`` says:
+#: the writer's memory stays bounded when videos are hours long (16 one-hour videos hold ~350 MB).
+PENDING_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class BuildSummary:
     #: What ``--precision auto`` measured before choosing between int8 and fp32 on a CPU
     #: (``frames``, ``min_cosine``, ``mean_cosine``, ``accepted``); ``None`` when it did not run.
     int8_check: dict[str, Any] | None = None
+    #: Where the videos were encoded (``build --engine``).
+    engine: str = "local"
+    #: Ray workers lost while encoding (died, node lost, stopped answering); their videos were retried.
+    workers_lost: int = 0
 
     @property
     def frames_per_second(self) -> float:
@@ -82,6 +87,8 @@ class BuildSummary:
             "total_segments": self.total_segments,
             "precision": self.precision,
             "int8_check": self.int8_check,
+            "engine": self.engine,
+            "workers_lost": self.workers_lost,
         }
 
 
@@ -186,6 +193,7 @@ class BuildLedger:
         self.added = self.skipped = self.segments = self.frames = 0
         self._bar = _Progress(len(plan.videos), progress)
         self._last_commit = time.perf_counter()
+        self._pending_bytes = 0
         for path, reason in plan.unreadable:
             self._record_failure(path, reason)
 
@@ -204,9 +212,11 @@ class BuildLedger:
         self.added += 1
         self.segments += len(item.segments)
         self.frames += len(item.frame_vectors)
+        self._pending_bytes += item.segment_vectors.nbytes + item.frame_vectors.nbytes
         self._bar.update(len(item.frame_vectors), seconds, src.video)
         if (
             self.writer.pending >= self.plan.options.commit_every
+            or self._pending_bytes >= PENDING_BYTES
             or time.perf_counter() - self._last_commit > COMMIT_INTERVAL
         ):
             self.commit()
@@ -227,6 +237,7 @@ class BuildLedger:
         self.writer.commit(final)
         self.writer.write_failures(self.failures)
         self._last_commit = time.perf_counter()
+        self._pending_bytes = 0
 
     def close(self) -> None:
         """Close the progress bar."""
@@ -249,6 +260,7 @@ class BuildLedger:
             model=encoder.identity.describe(),
             precision=encoder_precision(encoder),
             int8_check=getattr(encoder, "int8_check", None),
+            engine=self.plan.options.engine,
         )
 
 
@@ -258,7 +270,6 @@ def run_local(plan: BuildPlan, encoder: Encoder, ledger: BuildLedger) -> None:
     A video that cannot be read is a failure and the build goes on; any other error of ours (a
     full disk, a lost lock) stops it.
     """
-    o = plan.options
     for src in plan.videos:
         t_video = time.perf_counter()
         log.debug("ingesting %s", src.path)
@@ -267,34 +278,38 @@ def run_local(plan: BuildPlan, encoder: Encoder, ledger: BuildLedger) -> None:
             if ledger.has_video(vid):
                 ledger.skip(src)
                 continue
-            item = ingest_video(
-                src, encoder, plan.settings, o.batch_size, o.stall_timeout, vid, o.video_timeout,
-                thumbnail_size=STORED_THUMBNAIL_SIZE if o.thumbnails else None,
-            )  # fmt: skip
-        except VadindexError as exc:
-            if not isinstance(exc, VideoError):
+            item = ingest_for_build(src, encoder, plan.settings, plan.options, vid)
+        except Exception as exc:  # noqa: BLE001 - classified: a bad video is recorded, ours stop the build
+            reason = failure_reason(exc)
+            if reason is None:
                 raise
-            ledger.fail(src, exc.reason)
-        except OSError as exc:
-            ledger.fail(src, exc.strerror or str(exc))
-        except Exception as exc:  # noqa: BLE001 - one bad video never stops a build
-            log.debug("unexpected error on %s", src.path, exc_info=True)
-            ledger.fail(src, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            log.debug("failed on %s", src.path, exc_info=True)
+            ledger.fail(src, reason)
         else:
             ledger.add(src, item, time.perf_counter() - t_video)
 
 
 @contextlib.contextmanager
-def open_build(plan: BuildPlan, encoder: Encoder | None = None) -> Iterator[tuple[Encoder, IndexWriter]]:
+def open_build(
+    plan: BuildPlan, encoder: Encoder | None = None, start: Callable[[], Encoder] | None = None
+) -> Iterator[tuple[Encoder, IndexWriter]]:
     """Lock the index, load the encoder (unless given) and open the writer; release all on exit.
 
     The index is locked before the model loads, so a second build on the same index is refused at
     once; a folder this build created is removed again when the build fails to start.
+
+    Args:
+        plan: the build.
+        encoder: an already-loaded encoder.
+        start: called once the index is locked, instead of loading the model here: returns what the
+            writer needs to know of the model (identity, dim, logit scale), e.g. from remote workers.
     """
     o = plan.options
     created = not plan.index.exists()
     lock = lock_index(plan.index)
     try:
+        if encoder is None and start is not None:
+            encoder = start()
         if encoder is None:
             from vadindex.models.openclip import load_encoder
 
@@ -308,6 +323,7 @@ def open_build(plan: BuildPlan, encoder: Encoder | None = None) -> Iterator[tupl
             pretrained_path=_pretrained_path(encoder, o.pretrained),
             lock=lock,
             index_type=o.index_type,
+            engine=o.engine,
         )
         writer.open()
     except BaseException:
@@ -342,7 +358,8 @@ def build_index(
         options: a :class:`~vadindex.ingest.options.BuildOptions`; keyword arguments named like its
             fields (``model="ViT-B-32"``, ``batch_size=32``...) override it.
         progress: show a progress bar.
-        encoder: an already-loaded encoder (overrides ``model``/``pretrained``/``device``).
+        encoder: an already-loaded encoder (overrides ``model``/``pretrained``/``device``; not with
+            ``engine="ray"``, whose workers load their own).
         on_failure: called with ``(path, reason)`` for each video that fails.
 
     Returns:
@@ -351,17 +368,28 @@ def build_index(
     """
     t_start = time.perf_counter()
     plan = plan_build(sources, index, (options or BuildOptions()).replace(**overrides), manifest)
+    if plan.options.engine == "ray":
+        with RayEngine(plan) as engine, open_build(plan, start=engine.start) as (model, writer):
+            ledger = BuildLedger(writer, plan, progress, on_failure)
+            _drive(ledger, lambda: engine.run(ledger))
+        summary = ledger.summary(model, time.perf_counter() - t_start)
+        return dataclasses.replace(summary, workers_lost=engine.workers_lost)
     with open_build(plan, encoder) as (encoder, writer):
         ledger = BuildLedger(writer, plan, progress, on_failure)
-        try:
-            run_local(plan, encoder, ledger)
-        except KeyboardInterrupt:
-            ledger.commit(final=True)  # keep what is finished
-            raise
-        finally:
-            ledger.close()
-        ledger.commit(final=True)
+        _drive(ledger, lambda: run_local(plan, encoder, ledger))
     return ledger.summary(encoder, time.perf_counter() - t_start)
+
+
+def _drive(ledger: BuildLedger, run: Callable[[], None]) -> None:
+    """Run an engine, then commit; Ctrl-C keeps what is finished."""
+    try:
+        run()
+    except KeyboardInterrupt:
+        ledger.commit(final=True)
+        raise
+    finally:
+        ledger.close()
+    ledger.commit(final=True)
 
 
 def _sampling_dict(settings: SamplingSettings) -> dict[str, float]:
