@@ -414,3 +414,88 @@ def test_cli_against_ray_start_nodes(small_clips: Path, tmp_path: Path, ray_env:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+# -- the driver's commit path ---------------------------------------------------------------------
+
+
+def test_frames_are_written_without_concatenating_them(tmp_path: Path) -> None:
+    from vadindex.files import file_record, save_npy, save_npy_blocks
+
+    rng = np.random.default_rng(0)
+    blocks = [rng.standard_normal((n, 7)).astype(np.float32) for n in (3, 0, 5, 1)]
+    a = save_npy_blocks(tmp_path / "a.npy", blocks, np.float16)
+    b = save_npy(tmp_path / "b.npy", np.concatenate(blocks).astype(np.float16))
+    assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
+    assert a == b == file_record(tmp_path / "a.npy")
+
+
+def _synthetic(i: int, n: int = 5) -> tuple[object, object]:
+    from vadindex.index.manifest import SEGMENT_COLUMNS
+    from vadindex.index.writer import PendingVideo
+    from vadindex.ingest.sources import VideoSource
+
+    vid, name = f"{i:020x}", f"v{i}.mp4"
+    vec = np.eye(n, 8, i % 3, dtype=np.float32)
+    table = pd.DataFrame(
+        {"video_id": vid, "video": name, "segment": np.arange(n, dtype=np.int32), "start": np.arange(n, dtype=float),
+         "end": np.arange(1, n + 1, dtype=float), "start_frame": np.arange(n), "end_frame": np.arange(1, n + 1),
+         "frame_row": np.arange(n), "n_frames": np.ones(n, dtype=np.int32), "label": pd.array([None] * n, dtype="Int8"),
+         "class": pd.array([None] * n, dtype="string")}
+    )[SEGMENT_COLUMNS]  # fmt: skip
+    info = {"video_id": vid, "video": name, "path": f"/x/{name}", "label": None, "class": None, "duration": float(n),
+            "n_frames": n, "width": 8, "height": 8, "codec": "h264", "n_segments": n, "warning": ""}  # fmt: skip
+    return VideoSource(Path(f"/x/{name}"), name), PendingVideo(
+        info, table, vec, vec.astype(np.float16), "fp32"
+    )
+
+
+def _ledger(tmp_path: Path, commit_every: int) -> tuple[object, object]:
+    from vadindex.config import SamplingSettings
+    from vadindex.index.writer import IndexWriter
+    from vadindex.ingest.build import BuildLedger, BuildPlan
+    from vadindex.models.identity import ModelIdentity
+
+    plan = BuildPlan(tmp_path / "ix", BuildOptions(commit_every=commit_every), SamplingSettings(), (), ())
+    sampling = {"fps": 4.0, "segment_seconds": 1.0, "min_tail_fraction": 0.5}
+    writer = IndexWriter(plan.index, ModelIdentity("m", "p"), 8, 1.0, sampling, engine="ray")
+    writer.open()
+    return writer, BuildLedger(writer, plan, progress=False, background=True)
+
+
+def test_background_group_commits_keep_every_video_once(tmp_path: Path) -> None:
+    writer, ledger = _ledger(tmp_path, commit_every=2)
+    try:
+        for i in range(40):
+            ledger.add(*_synthetic(i), 0.0)
+        ledger.commit(final=True)
+    finally:
+        ledger.close()
+        writer.close()
+    snap = open_index(tmp_path / "ix")
+    assert snap.manifest.n_videos == 40 and snap.videos["video_id"].is_unique
+    assert 1 < snap.manifest.generation <= 21 and {p.engine for p in snap.manifest.parts} == {"ray"}
+    # Frame rows point at each video's own frames whatever commit it landed in.
+    frames = np.asarray(snap.frame_vectors(), dtype=np.float32)
+    seg = snap.segments
+    assert np.array_equal(frames[seg["frame_row"].to_numpy()], np.asarray(snap.vectors(), dtype=np.float32))
+    assert check_index(tmp_path / "ix").ok
+
+
+def test_a_failed_background_commit_stops_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vadindex.errors import StoreError
+
+    writer, ledger = _ledger(tmp_path, commit_every=1)
+
+    def full_disk(final: bool = False) -> None:
+        raise StoreError("disk full")
+
+    monkeypatch.setattr(writer, "commit", full_disk)
+    try:
+        with pytest.raises(StoreError, match="disk full"):
+            for i in range(10):
+                ledger.add(*_synthetic(i), 0.0)
+                time.sleep(0.05)
+    finally:
+        ledger.close()
+        writer.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,14 @@ import pandas as pd
 from vadindex import __version__
 from vadindex.config import DEFAULT_ENGINE, DEFAULT_INDEX_TYPE
 from vadindex.errors import StoreError
-from vadindex.files import atomic_path, file_record, save_npy, save_parquet, write_text_atomic
+from vadindex.files import (
+    atomic_path,
+    file_record,
+    save_npy,
+    save_npy_blocks,
+    save_parquet,
+    write_text_atomic,
+)
 from vadindex.index import faiss_index
 from vadindex.index.lock import IndexLock, lock_index
 from vadindex.index.manifest import (
@@ -89,6 +97,8 @@ class IndexWriter:
     _videos: pd.DataFrame | None = None
     _known: set[str] = field(default_factory=set)
     _pending: list[PendingVideo] = field(default_factory=list)
+    #: Guards ``_pending`` between :meth:`add` and a :meth:`commit` running in another thread.
+    _queue: threading.Lock = field(default_factory=threading.Lock)
 
     def __enter__(self) -> IndexWriter:
         if self._lock is None:
@@ -179,8 +189,9 @@ class IndexWriter:
 
     def add(self, item: PendingVideo) -> None:
         """Queue one ingested video for the next commit."""
-        self._known.add(str(item.video["video_id"]))
-        self._pending.append(item)
+        with self._queue:
+            self._known.add(str(item.video["video_id"]))
+            self._pending.append(item)
 
     def commit(self, final: bool = False) -> None:
         """Write the queued videos as one new part and a new generation, manifest last.
@@ -189,6 +200,10 @@ class IndexWriter:
         those it holds, unless ``final`` (the end of a build), which always leaves it covering every
         segment, writing a generation for that alone if nothing is queued.
 
+        The videos queued when it starts are committed; one thread may go on calling :meth:`add`
+        meanwhile (a Ray driver takes in results while the last ones are written), and what it adds
+        waits for the next commit.
+
         Raises:
             StoreError: the files cannot be written (disk full, say). The previous commit stays
                 intact on disk, and the queued videos stay queued, so the commit may be retried.
@@ -196,17 +211,25 @@ class IndexWriter:
         assert self.manifest is not None and self._videos is not None
         if not self._pending and not (final and self.manifest.faiss_covered < self.manifest.n_segments):
             return
+        with self._queue:
+            batch, self._pending = self._pending, []
         try:
-            self._commit(final)
+            self._commit(batch, final)
         except OSError as exc:
+            self._requeue(batch)
             self._rollback_faiss()
             raise StoreError(
                 f"{self.path}: cannot write the index ({exc.strerror or exc}); it still holds its last commit "
                 f"(generation {self.manifest.generation}, {self.manifest.n_videos} videos)"
             ) from None
         except BaseException:
+            self._requeue(batch)
             self._rollback_faiss()
             raise
+
+    def _requeue(self, batch: list[PendingVideo]) -> None:
+        with self._queue:
+            self._pending = batch + self._pending
 
     def _rollback_faiss(self) -> None:
         """Undo what a failed commit added to the in-memory FAISS index, so a retry adds it once.
@@ -242,45 +265,46 @@ class IndexWriter:
             for _, block in IndexSnapshot(self.path).iter_vectors():
                 yield block
 
-    def _commit(self, final: bool = False) -> None:
+    def _commit(self, pending: list[PendingVideo], final: bool = False) -> None:
         assert self.manifest is not None and self._videos is not None
         m = self.manifest
         gen = m.generation + 1
         row0, frame0 = m.n_segments, m.n_frames
         files = {k: v for k, v in m.files.items() if k.startswith(f"{PARTS}/")}
-        written: dict[str, Callable[[Path], None]] = {}
+        written: dict[str, Callable[[Path], dict[str, Any] | None]] = {}
         parts = m.parts
         videos = self._videos
         vectors = np.zeros((0, self.dim), np.float32)  # a final commit may only complete the FAISS file
-        if self._pending:
+        if pending:
             part = f"{gen:06d}"
-            seg_frames, seg_vecs, frame_vecs, video_rows = [], [], [], []
-            for item in self._pending:
-                segs = item.segments.copy()
-                segs["frame_row"] = segs["frame_row"] + frame0
-                video = dict(item.video, first_row=row0, added=now())
-                row0 += len(segs)
-                frame0 += len(item.frame_vectors)
-                seg_frames.append(segs)
-                seg_vecs.append(item.segment_vectors)
-                frame_vecs.append(item.frame_vectors)
-                video_rows.append(video)
-            precision = ",".join(
-                sorted({x for item in self._pending for x in item.precision.split(",") if x})
-            )
-            segments = pd.concat(seg_frames, ignore_index=True)[SEGMENT_COLUMNS]
-            vectors = np.concatenate(seg_vecs).astype(np.float32)
-            frames = np.concatenate(frame_vecs).astype(np.float16)
+            # Whole-part operations, not one per video: a Ray driver commits thousands of videos a
+            # minute, and per-video DataFrame copies were most of a commit's time.
+            added = now()
+            n_segs = np.array([len(item.segments) for item in pending], dtype=np.int64)
+            n_frames = np.array([len(item.frame_vectors) for item in pending], dtype=np.int64)
+            first_rows = row0 + np.cumsum(n_segs) - n_segs
+            first_frames = frame0 + np.cumsum(n_frames) - n_frames
+            video_rows = [
+                dict(item.video, first_row=int(first), added=added)
+                for item, first in zip(pending, first_rows, strict=True)
+            ]
+            row0 += int(n_segs.sum())
+            frame0 += int(n_frames.sum())
+            precision = ",".join(sorted({x for item in pending for x in item.precision.split(",") if x}))
+            segments = pd.concat([item.segments for item in pending], ignore_index=True)[SEGMENT_COLUMNS]
+            segments["frame_row"] = segments["frame_row"].to_numpy(np.int64) + np.repeat(first_frames, n_segs)
+            vectors = np.concatenate([item.segment_vectors for item in pending], dtype=np.float32)
+            frame_blocks = [item.frame_vectors for item in pending]  # written one after another
             written[f"{PARTS}/{part}.vectors.npy"] = lambda f: save_npy(f, vectors.astype(np.float16))
-            written[f"{PARTS}/{part}.frames.npy"] = lambda f: save_npy(f, frames)
+            written[f"{PARTS}/{part}.frames.npy"] = lambda f: save_npy_blocks(f, frame_blocks, np.float16)
             written[f"{PARTS}/{part}.segments.parquet"] = lambda f: save_parquet(f, segments)
-            thumbs = _part_thumbnails(self._pending)
+            thumbs = _part_thumbnails(pending)
             if thumbs is not None:
                 written[f"{PARTS}/{part}.{THUMBNAILS}"] = lambda f: save_thumbnails(f, *thumbs)
             new_videos = pd.DataFrame(video_rows, columns=VIDEO_COLUMNS)
             videos = new_videos if videos.empty else pd.concat([videos, new_videos], ignore_index=True)
             n_thumbs = 0 if thumbs is None else sum(b is not None for b in thumbs[1])
-            parts = (*parts, Part(part, len(segments), len(frames), precision, n_thumbs, self.engine))
+            parts = (*parts, Part(part, len(segments), int(n_frames.sum()), precision, n_thumbs, self.engine))
         # Added in place, or rebuilt (auto crossing to IVF, a new --index-type) from the float16 parts.
         index = faiss_index.add(self._faiss, vectors, m.index_type, self._committed_vectors)
         videos_file = f"videos.g{gen:06d}.parquet"
@@ -300,8 +324,7 @@ class IndexWriter:
             if faiss_file in m.files:
                 files[faiss_file] = m.files[faiss_file]
         for name, save in written.items():
-            save(self.path / name)
-            files[name] = file_record(self.path / name)
+            files[name] = save(self.path / name) or file_record(self.path / name)
         new = replace(
             m,
             format_version=FORMAT_COMPLETE if covered == row0 else FORMAT_VERSION,
@@ -318,7 +341,7 @@ class IndexWriter:
             files=files,
         )
         write_text_atomic(self.path / MANIFEST, new.to_json())  # the commit
-        self.manifest, self._videos, self._pending, self._faiss = new, videos, [], index
+        self.manifest, self._videos, self._faiss = new, videos, index
         # Keep the previous generation's files for readers that opened it a moment ago, and the
         # FAISS file this generation still names; drop older ones (a reader of an older manifest
         # finds its file gone and reopens the index, as `open_index` does).

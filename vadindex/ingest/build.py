@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -176,7 +177,13 @@ class BuildLedger:
 
     Engines report each video as skipped (already indexed), added (with its ingested rows) or
     failed; the ledger commits every ``commit_every`` added videos, or after
-    :data:`COMMIT_INTERVAL` seconds, and writes ``failures.csv`` with each commit.
+    :data:`COMMIT_INTERVAL` seconds, or once :data:`PENDING_BYTES` are pending, and writes
+    ``failures.csv`` with each commit.
+
+    With ``background`` (the Ray engine), those commits run in a thread while the engine goes on
+    reporting videos: when videos arrive faster than commits are written, each commit takes all
+    that arrived during the previous one (group commit), so a cluster's driver is not held up by
+    fsyncs; the engine waits only when :data:`PENDING_BYTES` pile up behind a running commit.
     """
 
     def __init__(
@@ -185,6 +192,7 @@ class BuildLedger:
         plan: BuildPlan,
         progress: bool = True,
         on_failure: Callable[[str, str], None] | None = None,
+        background: bool = False,
     ) -> None:
         self.writer = writer
         self.plan = plan
@@ -194,6 +202,9 @@ class BuildLedger:
         self._bar = _Progress(len(plan.videos), progress)
         self._last_commit = time.perf_counter()
         self._pending_bytes = 0
+        self._background = background
+        self._committing: threading.Thread | None = None
+        self._commit_error: BaseException | None = None
         for path, reason in plan.unreadable:
             self._record_failure(path, reason)
 
@@ -219,7 +230,10 @@ class BuildLedger:
             or self._pending_bytes >= PENDING_BYTES
             or time.perf_counter() - self._last_commit > COMMIT_INTERVAL
         ):
-            self.commit()
+            if self._background:
+                self._commit_behind()
+            else:
+                self.commit()
 
     def fail(self, src: VideoSource, reason: str) -> None:
         """``src`` could not be indexed: report it on one line and go on."""
@@ -232,16 +246,50 @@ class BuildLedger:
         if self.on_failure:
             self.on_failure(path, reason)
 
+    def _commit_behind(self) -> None:
+        """Start a commit in a thread, unless one runs and not too much is pending behind it."""
+        running = self._committing is not None and self._committing.is_alive()
+        if running and self._pending_bytes < PENDING_BYTES:
+            return  # the next commit takes these too
+        self._wait_for_commit()
+        failures = list(self.failures)
+        self._committing = threading.Thread(
+            target=self._commit_in_thread, args=(failures,), name="vadindex-commit"
+        )
+        self._last_commit = time.perf_counter()
+        self._pending_bytes = 0
+        self._committing.start()
+
+    def _commit_in_thread(self, failures: list[tuple[str, str]]) -> None:
+        try:
+            self.writer.commit()
+            self.writer.write_failures(failures)
+        except BaseException as exc:  # noqa: BLE001 - raised in the engine's thread by _wait_for_commit
+            self._commit_error = exc
+
+    def _wait_for_commit(self, raise_error: bool = True) -> None:
+        """Wait for a background commit; raise what it raised."""
+        if self._committing is not None:
+            self._committing.join()
+            self._committing = None
+        if self._commit_error is not None and raise_error:
+            error, self._commit_error = self._commit_error, None
+            raise error
+
     def commit(self, final: bool = False) -> None:
         """Commit what is pending (``final``: and complete the FAISS file), with ``failures.csv``."""
+        self._wait_for_commit()
         self.writer.commit(final)
         self.writer.write_failures(self.failures)
         self._last_commit = time.perf_counter()
         self._pending_bytes = 0
 
     def close(self) -> None:
-        """Close the progress bar."""
-        self._bar.close()
+        """Wait for a background commit (the writer must not close under it); close the progress bar."""
+        try:
+            self._wait_for_commit(raise_error=False)
+        finally:
+            self._bar.close()
 
     def summary(self, encoder: Encoder, seconds: float) -> BuildSummary:
         """What the build did, once it has committed."""
@@ -370,7 +418,7 @@ def build_index(
     plan = plan_build(sources, index, (options or BuildOptions()).replace(**overrides), manifest)
     if plan.options.engine == "ray":
         with RayEngine(plan) as engine, open_build(plan, start=engine.start) as (model, writer):
-            ledger = BuildLedger(writer, plan, progress, on_failure)
+            ledger = BuildLedger(writer, plan, progress, on_failure, background=True)
             _drive(ledger, lambda: engine.run(ledger))
         summary = ledger.summary(model, time.perf_counter() - t_start)
         return dataclasses.replace(summary, workers_lost=engine.workers_lost)

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -134,7 +135,14 @@ class RayEngine:
     the build, and leaving the context kills the actors and stops a Ray instance it started.
     """
 
-    def __init__(self, plan: BuildPlan) -> None:
+    def __init__(self, plan: BuildPlan, worker: Any = None) -> None:
+        """A driver for ``plan``.
+
+        Args:
+            plan: the build.
+            worker: the Ray actor class; :class:`~vadindex.ingest.ray_worker.VideoWorker` unless
+                given (``scripts/bench_ray.py`` replays ready-made results through this driver).
+        """
         self.plan = plan
         o = plan.options
         self.address = o.ray_address or RAY_LOCAL
@@ -145,7 +153,7 @@ class RayEngine:
         #: Workers lost while on a video (died, node lost, stopped answering).
         self.workers_lost = 0
         self._ray: Any = None
-        self._actor_class: Any = None
+        self._actor_class: Any = worker
         self._owns_ray = False
         self._slots: list[_Slot] = []
         self._start_failures = 0
@@ -177,9 +185,10 @@ class RayEngine:
         # the command's own output (``build --format json``).
         self._stack.enter_context(contextlib.redirect_stdout(sys.stderr))
         self._connect(ray)
-        from vadindex.ingest.ray_worker import VideoWorker
+        if self._actor_class is None:
+            from vadindex.ingest.ray_worker import VideoWorker
 
-        self._actor_class = VideoWorker
+            self._actor_class = VideoWorker
         n = self._pool_size(ray)
         self._slots = [self._new_slot() for _ in range(n)]
         deadline = time.monotonic() + WORKER_START_TIMEOUT
@@ -477,5 +486,6 @@ def _error(kind: str, message: str) -> VadindexError:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    """The first line of a Ray error, without the terminal colours Ray puts in."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
     return text.splitlines()[0] if text else type(exc).__name__
