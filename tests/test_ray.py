@@ -204,6 +204,18 @@ def test_missing_ray_is_one_line(
     assert not (tmp_path / "ix").exists()  # the folder this build created is removed again
 
 
+def test_a_cluster_address_where_nothing_listens_is_refused_at_once(
+    small_clips: Path, tmp_path: Path
+) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    result = CliRunner().invoke(cli, ["build", str(small_clips), "--index", str(tmp_path / "ix"), "--engine", "ray",
+                                      "--ray-address", address])  # fmt: skip
+    assert result.exit_code == 2 and time.monotonic() - t0 < 30
+    assert result.stderr.startswith(f"Error: --ray-address {address}: no Ray cluster answers there")
+    assert not (tmp_path / "ix").exists()
+
+
 def test_parts_record_their_engine_and_old_parts_read_as_local() -> None:
     data = {"format_version": 1, "generation": 1, "model": "m", "pretrained": "p", "checkpoint_sha256": None,
             "dim": 4, "logit_scale": 1.0, "sampling": {}, "parts": [{"name": "000001", "segments": 1, "frames": 1}]}  # fmt: skip
@@ -285,7 +297,7 @@ def test_poison_and_corrupt_videos_are_recorded_and_the_rest_indexed(
     shutil.copy(shared_videos / "nofight" / "nofi001.mp4", clips / "poison.mp4")
     (clips / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(20_000))
     with Killer(lambda video: video == "poison.mp4", times=2, after=0.0) as killer:
-        summary = build_index([clips], tmp_path / "ix", engine="ray", **KW)
+        summary = build_index([clips], tmp_path / "ix", engine="ray", thumbnails=True, **KW)
     assert len(killer.hits) == 2
     failures = dict(summary.failures)
     assert set(failures) == {str(clips / "poison.mp4"), str(clips / "corrupt.mp4")}
@@ -295,7 +307,11 @@ def test_poison_and_corrupt_videos_are_recorded_and_the_rest_indexed(
         or "MP4" in failures[str(clips / "corrupt.mp4")]
     )
     assert summary.videos_added == 3 and summary.workers_lost == 2
-    assert sorted(open_index(tmp_path / "ix").videos["video"]) == ["fi010.mp4", "fi020.mp4", "fi030.mp4"]
+    snap = open_index(tmp_path / "ix")
+    assert sorted(snap.videos["video"]) == ["fi010.mp4", "fi020.mp4", "fi030.mp4"]
+    assert (
+        sum(p.thumbnails for p in snap.manifest.parts) == snap.manifest.n_segments
+    )  # --thumbnails works too
     assert "poison.mp4" in (tmp_path / "ix" / "failures.csv").read_text()
 
 

@@ -23,8 +23,10 @@ import logging
 import math
 import os
 import re
+import socket
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +59,11 @@ HANG_FACTOR = 2.0
 #: Seconds the build waits for a worker to start (the model loads; the cluster frees resources)
 #: while no worker is running, before it gives up with an error.
 WORKER_START_TIMEOUT = 600.0
+#: Seconds to wait for a cluster's head to accept a connection before the build is refused.
+CONNECT_SECONDS = 10.0
+#: Sources fingerprinted at once while the workers start (two small reads each; for objects in
+#: remote storage the time is round trips, not bandwidth).
+FINGERPRINT_THREADS = 8
 #: Object store of the private Ray instance: results are embeddings (an hour of video at 4 fps
 #: is ~21 MB), at most one per worker in flight.
 OBJECT_STORE_BYTES = 256 << 20
@@ -160,6 +167,7 @@ class RayEngine:
         self._last_start_error = ""
         self._precisions: dict[int, str] = {}
         self._stack = contextlib.ExitStack()
+        self._probes: list[Future[tuple[str, int]]] = []
 
     def __enter__(self) -> RayEngine:
         return self
@@ -191,6 +199,10 @@ class RayEngine:
             self._actor_class = VideoWorker
         n = self._pool_size(ray)
         self._slots = [self._new_slot() for _ in range(n)]
+        # Fingerprint the sources while the workers load the model.
+        pool = ThreadPoolExecutor(FINGERPRINT_THREADS, "vadindex-fingerprint")
+        self._stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+        self._probes = [pool.submit(fingerprint_and_size, src.path) for src in self.plan.videos]
         deadline = time.monotonic() + WORKER_START_TIMEOUT
         while self.model is None:
             pending = {s.starting: s for s in self._slots if s.starting is not None}
@@ -226,6 +238,7 @@ class RayEngine:
                 **common,
             )
         else:
+            _check_reachable(self.address)
             try:
                 ray.init(address=self.address, **common)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -332,9 +345,9 @@ class RayEngine:
         another's content, largest first (so no long video is left alone at the end)."""
         jobs: list[_Job] = []
         submitted: set[str] = set()
-        for src in self.plan.videos:
+        for src, probe in zip(self.plan.videos, self._probes, strict=True):
             try:
-                vid, size = fingerprint_and_size(src.path)
+                vid, size = probe.result()
             except Exception as exc:  # noqa: BLE001 - classified as in a local build
                 reason = failure_reason(exc)
                 if reason is None:
@@ -475,6 +488,25 @@ def _own_copy(item: PendingVideo) -> PendingVideo:
         item.precision,
         None if item.thumbnails is None else item.thumbnails.copy(deep=True),
     )
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse at once a ``HOST:PORT`` where nothing listens (Ray itself retries for minutes).
+
+    Raises:
+        InputError: the port is closed or the host unreachable.
+    """
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # ``auto``, or a ``ray://`` client address: Ray resolves those
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"--ray-address {address}: no Ray cluster answers there ({exc.strerror or exc}); start one "
+            "with `ray start --head`, or leave --ray-address out to run Ray on this machine"
+        ) from None
 
 
 def _error(kind: str, message: str) -> VadindexError:

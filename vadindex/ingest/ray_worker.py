@@ -100,6 +100,12 @@ class VideoWorker:
             self.encoder = _Watched(encoder)
         except VadindexError as exc:  # reported by describe(): the driver stops the build with it
             self.error = (type(exc).__name__, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a CUDA or memory error: the same, named
+            text = str(exc).strip()
+            self.error = (
+                "ModelError",
+                f"cannot load the model: {type(exc).__name__}: {text.splitlines()[0] if text else ''}",
+            )
 
     @ray.method(concurrency_group="control")
     def describe(self) -> dict[str, Any]:
