@@ -244,7 +244,7 @@ def main() -> None:
     # --precision auto checks int8 on its first batches, a one-off at the start of a build: it is
     # done here, before anything is timed, and its cost printed.
     t, settle = time.perf_counter(), 0
-    while getattr(encoder, "_probe", None) is not None and settle * batch_size < len(frames):
+    while getattr(encoder, "checking_int8", False) and settle * batch_size < len(frames):
         encoder.encode_images(frames[settle * batch_size : (settle + 1) * batch_size])
         settle += 1
     check_s = time.perf_counter() - t

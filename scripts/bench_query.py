@@ -121,9 +121,19 @@ def pending_video(vectors: np.ndarray, v: int, label: int | None):  # type: igno
 
 
 def write_synthetic_index(
-    path: Path, data: SyntheticData, identity, logit_scale: float, index_type: str, commit_size: int = 250_000
+    path: Path,
+    data: SyntheticData,
+    identity,
+    logit_scale: float,
+    index_type: str,
+    commit_size: int = 250_000,
+    cameras: int = 0,
 ) -> float:  # type: ignore[no-untyped-def]
-    """Write ``data`` as an index at ``path`` in commits of about ``commit_size`` segments; returns seconds."""
+    """Write ``data`` as an index at ``path`` in commits of about ``commit_size`` segments; returns seconds.
+
+    ``cameras``: spread the videos over this many named cameras (video ``v`` on ``cam<v % cameras>``);
+    0 leaves each video on a camera of its own.
+    """
     from vadindex.index.writer import IndexWriter
 
     t = time.perf_counter()
@@ -132,7 +142,10 @@ def write_synthetic_index(
         queued = 0
         for v in range(data.n_videos):
             vectors = data.video(v)
-            writer.add(pending_video(vectors, v, label=int(v % 5 == 0)))
+            item = pending_video(vectors, v, label=int(v % 5 == 0))
+            if cameras:
+                item.video["camera"] = f"cam{v % cameras:03d}"
+            writer.add(item)
             queued += len(vectors)
             if queued >= commit_size:
                 writer.commit()

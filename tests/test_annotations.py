@@ -134,6 +134,11 @@ def test_manifest_command(tmp_path: Path) -> None:
     assert [r.path.split("/")[-1] for r in build_manifest(root, only=only)] == [
         "Abuse028_x264.mp4", "Arson011_x264.mp4", "Normal_Videos_003_x264.mp4",
     ]  # fmt: skip
+    res = CliRunner().invoke(cli, ["manifest", str(root), "--out", str(out), "--only", str(only)])
+    assert res.exit_code == 0, res.output
+    assert [Path(r["path"]).name for r in csv.DictReader(out.open())] == [
+        "Abuse028_x264.mp4", "Arson011_x264.mp4", "Normal_Videos_003_x264.mp4",
+    ]  # fmt: skip
 
 
 def test_detect_with_annotations(built_index: Path, encoder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

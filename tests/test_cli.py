@@ -98,35 +98,44 @@ def test_info(cli_index: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "status"),
+    # The README's exit statuses: 1 error (not an index, other model or sampling, file system), 2 bad
+    # input or usage.
     [
-        (["query", "a car", "--index", "{missing}"], "no such index"),
-        (["query", "a car", "--index", "{index}", "-k", "0"], "-k must be at least 1"),
-        (["query", "  ", "--index", "{index}"], "empty query"),
-        (["query", "--index", "{index}"], "give a query TEXT"),
-        (["detect", "--index", "{index}", "-p", ";"], "no prompts"),
-        (["detect", "--index", "{missing}", "-p", "x"], "no such index"),
-        (["build", "{tmp}/nothing.mp4", "--index", "{tmp}/new", *MODEL], "no videos to index"),
-        (["build", "--manifest", "{tmp}/bad.csv", "--index", "{tmp}/new", *MODEL], "needs a 'path' column"),
+        (["query", "a car", "--index", "{missing}"], "no such index", 1),
+        (["query", "a car", "--index", "{index}", "-k", "0"], "-k must be at least 1", 2),
+        (["query", "  ", "--index", "{index}"], "empty query", 2),
+        (["query", "--index", "{index}"], "give a query TEXT", 2),
+        (["detect", "--index", "{index}", "-p", ";"], "no prompts", 2),
+        (["detect", "--index", "{missing}", "-p", "x"], "no such index", 1),
+        (["build", "{tmp}/nothing.mp4", "--index", "{tmp}/new", *MODEL], "no videos to index", 2),
+        (
+            ["build", "--manifest", "{tmp}/bad.csv", "--index", "{tmp}/new", *MODEL],
+            "needs a 'path' column",
+            2,
+        ),
         (
             ["build", "{clips}", "--index", "{index}", "--model", "vadindex-test", "--pretrained", "{ckpt}"],
             "built with",
+            1,
         ),
-        (["build", "{clips}", "--index", "{index}", "--fps", "2"], "sampling"),
-        (["build", "{clips}", "--index", "{tmp}/b", "--batch-size", "0", *MODEL], "batch-size"),
+        (["build", "{clips}", "--index", "{index}", "--fps", "2"], "sampling", 1),
+        (["build", "{clips}", "--index", "{tmp}/b", "--batch-size", "0", *MODEL], "batch-size", 2),
         (
             ["detect", "--index", "{index}", "-p", "x", "--video-agg", "max", "--video-threshold", "nan"],
             "video-threshold must be a number",
+            2,
         ),
         (
             ["detect", "--index", "{index}", "-p", "x", "--out", "{tmp}/bad.csv/out"],
             "bad.csv/out: Not a directory",
+            1,
         ),
-        (["manifest", "{clips}", "--out", "{tmp}/bad.csv/m.csv"], "bad.csv: File exists"),
+        (["manifest", "{clips}", "--out", "{tmp}/bad.csv/m.csv"], "bad.csv: File exists", 1),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(
-    cli_index: Path, small_clips: Path, tmp_path: Path, args: list[str], message: str
+    cli_index: Path, small_clips: Path, tmp_path: Path, args: list[str], message: str, status: int
 ) -> None:
     (tmp_path / "bad.csv").write_text("file,label\nx.mp4,1\n")
     ckpt = tmp_path / "other.safetensors"
@@ -142,7 +151,7 @@ def test_bad_input_is_one_line_without_traceback(
     for k, v in subs.items():
         args = [a.replace(k, v) for a in args]
     code, out, err = run(*args)
-    assert code in (1, 2), (out, err)
+    assert code == status, (out, err)
     lines = [ln for ln in err.splitlines() if ln.startswith("Error")]
     assert len(lines) == 1 and message in lines[0], err
     assert "Traceback" not in err
@@ -174,3 +183,60 @@ def test_the_console_script_exits_fast_with_its_status_and_all_its_output(
     )
     assert bad.returncode == 2  # an input error after the model loaded keeps its status
     assert "missing.png: no such image" in bad.stderr
+
+
+def _json(*args: object) -> dict:
+    code, out, err = run(*[str(a) for a in args])
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_detect_segments_anomalous_and_none(cli_index: Path) -> None:
+    base = ["detect", "--index", cli_index, "-p", "people fighting", "--format", "json"]
+    scores = sorted(s["score"] for s in _json(*base)["segments"])
+    tau = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2  # half the segments pass
+    full = _json(*base, "--segment-threshold", tau)
+    flagged = [s for s in full["segments"] if s["anomalous"]]
+    assert 0 < len(flagged) < len(full["segments"])
+    anomalous = _json(*base, "--segment-threshold", tau, "--segments", "anomalous")
+    assert anomalous["segments"] == flagged
+    assert anomalous["videos"] == full["videos"] and anomalous["settings"] == full["settings"]
+    none = _json(*base, "--segment-threshold", tau, "--segments", "none")
+    assert "segments" not in none and none["videos"] == full["videos"]
+
+
+def test_detect_normal_prompts_replace_the_defaults(cli_index: Path, encoder) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from vadindex.index.reader import open_index
+
+    normal = ["an empty street", "a quiet office"]
+    data = _json("detect", "--index", cli_index, "-p", "people fighting", "--normal-prompts", "; ".join(normal),
+                 "--format", "json")  # fmt: skip
+    assert data["prompts"]["anomaly"] == ["people fighting"] and data["prompts"]["normal"] == normal
+    # a_i = softmax mass of the one anomaly prompt against exactly these two normal ones.
+    snap = open_index(cli_index)
+    t = encoder.encode_texts(["people fighting", *normal])
+    logits = snap.manifest.logit_scale * (snap.vectors().astype(np.float64) @ t.T.astype(np.float64))
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected = e[:, 0] / e.sum(axis=1)
+    assert np.allclose([s["score"] for s in data["segments"]], expected, atol=2e-3)
+
+
+def test_query_video_filter(cli_index: Path, encoder) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from vadindex.index.reader import open_index
+
+    rows = _json(
+        "query", "a car", "--index", cli_index, "--video", "fight/*", "-k", "500", "--format", "json"
+    )
+    snap = open_index(cli_index)
+    mine = snap.segments["video"].str.startswith("fight/").to_numpy()
+    assert {r["video"] for r in rows} == {"fight/fi001.mp4", "fight/fi010.mp4"} and len(rows) == mine.sum()
+    scores = snap.vectors()[mine] @ encoder.encode_texts(["a car"])[0]
+    assert np.allclose([r["score"] for r in rows], np.sort(scores)[::-1], atol=2e-3)
+    top = _json(
+        "query", "a car", "--index", cli_index, "--video", "nofi020.mp4", "-k", "1", "--format", "json"
+    )
+    assert [r["video"] for r in top] == ["nofight/nofi020.mp4"]  # a bare name matches too

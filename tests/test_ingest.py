@@ -56,15 +56,55 @@ def test_metadata_aligned_with_vectors(built_index: Path, encoder) -> None:  # t
         r, n = segs["frame_row"].iloc[i], segs["n_frames"].iloc[i]
         mean = frames[r : r + n].mean(axis=0)
         assert np.allclose(mean / np.linalg.norm(mean), vectors[i], atol=3e-3)
-    # And the segment's frames re-encoded from the video give the same vector.
-    from vadindex.config import SamplingSettings
-    from vadindex.ingest import ingest_video
-    from vadindex.ingest.sources import VideoSource
 
-    first = snap.videos.iloc[0]
-    item = ingest_video(VideoSource(Path(first["path"]), first["video"]), encoder, SamplingSettings())
-    rows = segs.index[segs["video_id"] == first["video_id"]]
-    assert np.allclose(item.segment_vectors, vectors[rows], atol=3e-3)
+
+def _readme_segment_vectors(path: Path, encoder, fps: float, spans: list[tuple[float, float]]):  # type: ignore[no-untyped-def]
+    """Segment vectors re-derived from the README's sampling rules with PyAV and the encoder alone:
+    a sample at ``t = j / fps`` is the frame on screen at ``t`` (timestamps from the first frame),
+    each frame scaled (bicubic) so its shortest side is the model's input size and centre-cropped;
+    segment ``k`` holds the samples in its span ``[k L, min((k+1) L, duration))``; its vector is
+    the L2-normalised mean."""
+    size = encoder.image_size
+    with av.open(str(path)) as c:
+        frames = [(f.time, f) for f in c.decode(video=0)]
+    t0 = frames[0][0]
+    times = np.array([t - t0 for t, _ in frames])
+    crops, seg_of = [], []
+    for k, (start, end) in enumerate(spans):
+        j = int(np.ceil(start * fps - 1e-9))
+        while j / fps < end - 1e-9:
+            shown = frames[int(np.searchsorted(times, j / fps + 1e-9, side="right")) - 1][1]
+            scale = size / min(shown.width, shown.height)
+            w, h = max(size, round(shown.width * scale)), max(size, round(shown.height * scale))
+            rgb = shown.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC").to_ndarray()
+            crops.append(
+                rgb[(h - size) // 2 : (h - size) // 2 + size, (w - size) // 2 : (w - size) // 2 + size]
+            )
+            seg_of.append(k)
+            j += 1
+    frame_vectors = encoder.encode_images(np.stack(crops))
+    seg_of = np.array(seg_of)
+    means = np.stack([frame_vectors[seg_of == k].mean(axis=0) for k in range(len(spans))])
+    return frame_vectors, means / np.linalg.norm(means, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("name", ["fight/fi001.mp4", "traffic_camera_vfr.mp4"])
+def test_stored_vectors_equal_a_reencoding_by_the_readme(built_index: Path, encoder, name: str) -> None:  # type: ignore[no-untyped-def]
+    snap = open_index(built_index)
+    video = snap.videos.set_index("video").loc[name]
+    rows = np.flatnonzero(snap.segments["video_id"].to_numpy() == video["video_id"])
+    segs = snap.segments.iloc[rows]
+    fps, seconds = snap.manifest.sampling["fps"], snap.manifest.sampling["segment_seconds"]
+    assert list(segs["start"]) == [k * seconds for k in range(len(rows))]
+    assert list(segs["end"]) == [min((k + 1) * seconds, video["duration"]) for k in range(len(rows))]
+    spans = list(zip(segs["start"], segs["end"], strict=True))
+    frame_vectors, expected = _readme_segment_vectors(Path(video["path"]), encoder, fps, spans)
+    stored_frames = snap.frame_vectors()[
+        segs["frame_row"].iloc[0] : segs["frame_row"].iloc[-1] + segs["n_frames"].iloc[-1]
+    ]
+    assert stored_frames.shape == frame_vectors.shape  # the same samples, one per grid point
+    np.testing.assert_allclose(stored_frames.astype(np.float32), frame_vectors, atol=3e-3)
+    np.testing.assert_allclose(snap.vectors()[rows], expected, atol=3e-3)
 
 
 def test_incremental_build_adds_only_new_videos(tmp_path: Path, small_clips: Path, encoder) -> None:  # type: ignore[no-untyped-def]

@@ -85,12 +85,16 @@ def test_only_new_texts_are_encoded(index: Path, encoder, monkeypatch: pytest.Mo
 
 
 def test_rules_and_thresholds_need_no_model(index: Path, encoder, no_model: None) -> None:  # type: ignore[no-untyped-def]
-    base = detect(index, PROMPTS, encoder=encoder, rule="frame-vote")  # caches texts and frame similarities
+    detect(index, PROMPTS, encoder=encoder, rule="frame-vote")  # caches texts and frame similarities
     for kwargs in ({"segment_threshold": 0.1}, {"rule": "balanced", "calibrate": "zscore", "segment_threshold": 1.0},
                    {"rule": "topk", "top_k": 2}, {"rule": "frame-vote", "frame_votes": 3},
                    {"knn_k": 3, "smooth": 2, "video_agg": "topk-mean"}, {"calibrate": "percentile", "video_agg": "max"}):  # fmt: skip
         res = detect(index, PROMPTS, **kwargs)  # no encoder given: only the cache can serve it
-        assert len(res.segments) == len(base.segments)
+        # The same settings computed from scratch: texts encoded, similarities from the vectors.
+        cold = detect(index, PROMPTS, encoder=encoder, use_cache=False, **kwargs)
+        pd.testing.assert_frame_equal(res.segments, cold.segments, atol=1e-5, obj=str(kwargs))
+        pd.testing.assert_frame_equal(res.videos, cold.videos, atol=1e-5, obj=str(kwargs))
+        assert res.settings == cold.settings
 
 
 def test_cached_and_uncached_results_agree(index: Path, encoder) -> None:  # type: ignore[no-untyped-def]

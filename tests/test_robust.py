@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
-import time
 import tracemalloc
 from fractions import Fraction
 from pathlib import Path
@@ -262,6 +262,8 @@ def _slow(batches, release: threading.Event, first_delay: float, delay: float):
 def test_hung_and_slow_decoders_are_abandoned(
     tmp_path: Path, encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """``--stall-timeout`` and ``--video-timeout`` as a user gives them, on a decoder that hangs and
+    one that never ends; the build goes on to the healthy clip."""
     folder = tmp_path / "v"
     for name in ("a-hangs.mp4", "b-ok.mp4", "c-endless.mp4"):
         write_video(folder / name, seconds=2, size=SIZE, seed=len(name) + ord(name[0]))
@@ -273,17 +275,26 @@ def test_hung_and_slow_decoders_are_abandoned(
             return _slow(original(self), release, first_delay=60, delay=0)
         if self.path.name.startswith("c-"):
             return _slow(original(self), release, first_delay=0, delay=0.05)
-        return original(self)
+        # The healthy clip is decoded here, before the watchdog starts, and then handed over at
+        # once: the 1 s stall limit is for the broken decoders, and a busy machine must not make
+        # this one miss it.
+        return iter(list(original(self)))
 
     monkeypatch.setattr(SampledVideo, "batches", batches)
-    t0 = time.perf_counter()
+    monkeypatch.setattr("vadindex.models.openclip.load_encoder", lambda *args, **kwargs: encoder)
     try:
-        summary = build_index([folder], tmp_path / "ix", encoder=encoder, progress=False, stall_timeout=1.0,
-                              video_timeout=2.0, batch_size=2)  # fmt: skip
+        result = CliRunner().invoke(
+            cli, ["build", str(folder), "--index", str(tmp_path / "ix"), "--model", TEST_MODEL,
+                  "--pretrained", "random", "--stall-timeout", "1", "--video-timeout", "2", "--batch-size", "2",
+                  "--no-progress", "--format", "json"],
+        )  # fmt: skip
     finally:
         release.set()
-    assert time.perf_counter() - t0 < 30
-    reasons = {Path(p).name: r for p, r in summary.failures}
+    assert result.exit_code == EXIT_PARTIAL, result.output
+    summary = json.loads(result.stdout)
+    reasons = {Path(f["path"]).name: f["reason"] for f in summary["failures"]}
     assert reasons.keys() == {"a-hangs.mp4", "c-endless.mp4"}
-    assert "stalled" in reasons["a-hangs.mp4"] and "--video-timeout" in reasons["c-endless.mp4"]
-    assert summary.videos_added == 1
+    assert reasons["a-hangs.mp4"] == "decoder stalled for 1 s; abandoned"
+    assert reasons["c-endless.mp4"] == "took longer than --video-timeout 2 s; abandoned"
+    assert summary["videos_added"] == 1
+    assert list(open_index(tmp_path / "ix").videos["video"]) == ["b-ok.mp4"]

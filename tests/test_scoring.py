@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -84,6 +86,41 @@ def test_rules_match_loops(rule: str, calibrate: str) -> None:
         assert values[i, res.best_anomaly_class[i]] == pytest.approx(best_a)
 
 
+def _readme_score(row: np.ndarray, is_anomaly: np.ndarray, lam: float) -> float:
+    """The README's ``a_i = Σ_{c∈A} softmax_c(λ·S[i,:])``, term by term in plain Python floats."""
+    terms = [math.exp(lam * float(v)) for v in row]
+    return sum(t for t, a in zip(terms, is_anomaly, strict=True) if a) / sum(terms)
+
+
+@pytest.mark.parametrize(
+    ("row", "is_anomaly", "expected"),
+    [
+        # One anomaly and one normal class: the logistic function of λ times their difference.
+        ([0.25, 0.20], [True, False], 1 / (1 + math.exp(-LAM * 0.05))),
+        ([0.20, 0.25], [True, False], 1 / (1 + math.exp(LAM * 0.05))),
+        # Equal similarities: the anomaly classes' share of the classes.
+        ([0.3, 0.3, 0.3, 0.3], [True, False, False, False], 0.25),
+        ([0.3, 0.3, 0.3, 0.3, 0.3], [True, True, True, False, False], 0.6),
+        # Two anomaly classes 0.01 above two normal ones: 2e / (2e + 2), e = exp(λ·0.01).
+        ([0.31, 0.31, 0.30, 0.30], [True, True, False, False], math.e / (math.e + 1)),
+        # Far apart: saturates without overflow (λ·S = 100 would overflow a naive exp in float32).
+        ([1.0, 0.0, 0.0], [True, False, False], 1 / (1 + 2 * math.exp(-LAM))),
+        ([0.0, 1.0], [True, False], math.exp(-LAM)),
+    ],
+)
+def test_softmax_score_matches_the_readme_formula(
+    row: list[float], is_anomaly: list[bool], expected: float
+) -> None:
+    sims = np.array([row], dtype=np.float32)
+    flags = np.array(is_anomaly)
+    assert _readme_score(np.array(row), flags, LAM) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+    # float32 inside (see softmax_anomaly_score): agreement to 1e-5 relative (tiny values absolutely).
+    assert score_segments(sims, flags, LAM).score[0] == pytest.approx(expected, rel=1e-5, abs=1e-30)
+    res = apply_rule(sims, flags, LAM, DetectOptions("threshold", 0.5))
+    assert res.score[0] == pytest.approx(expected, rel=1e-5, abs=1e-30)
+    assert bool(res.anomalous[0]) == (expected >= 0.5)
+
+
 @pytest.mark.parametrize("rule", ["threshold", "topk", "balanced"])
 def test_apply_rule_keeps_old_rules(rule: str) -> None:
     sims, is_anomaly, *_ = _data(2)
@@ -91,7 +128,9 @@ def test_apply_rule_keeps_old_rules(rule: str) -> None:
     old = decide_segments(sims, is_anomaly, score_segments(sims, is_anomaly, LAM), params)
     new = apply_rule(sims, is_anomaly, LAM, params)
     assert (old == new.anomalous).all()
-    assert np.allclose(new.score, score_segments(sims, is_anomaly, LAM).score)
+    expected = [_readme_score(row, is_anomaly, LAM) for row in sims]
+    assert np.allclose(new.score, expected, rtol=1e-5, atol=1e-9)
+    assert np.allclose(score_segments(sims, is_anomaly, LAM).score, expected, rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 9])
@@ -160,13 +199,28 @@ def test_faiss_neighbours_agree_with_numpy(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_pipeline_order_knn_then_smoothing() -> None:
+    """kNN refinement, then smoothing, each as the README writes it, in loops."""
     sims, is_anomaly, video_ids, position, *_ = _data(7)
     nb = np.stack([np.roll(np.arange(len(sims)), -s) for s in (1, 2)], axis=1)
-    params = DetectOptions("threshold", 0.5, smooth=1, knn_k=2, knn_alpha=0.4)
+    alpha, h = 0.4, 1
+    params = DetectOptions("threshold", 0.5, smooth=h, knn_k=2, knn_alpha=alpha)
     res = apply_rule(sims, is_anomaly, LAM, params, video_ids=video_ids, position=position, neighbours=nb)
-    expected = smooth_scores(knn_blend(res.raw_score, nb, 0.4), video_ids, position, 1)
-    assert np.allclose(res.score, expected)
-    assert (res.anomalous == (expected >= 0.5)).all()
+    a = [_readme_score(row, is_anomaly, LAM) for row in sims]
+    # a'_i = (1 − α)·a_i + α·mean_{j∈N_K(i)} a_j
+    refined = [(1 - alpha) * a[i] + alpha * sum(a[j] for j in nb[i]) / len(nb[i]) for i in range(len(a))]
+    # then the mean over the segments of the same video at most h positions away
+    expected = []
+    for i in range(len(a)):
+        near = [
+            refined[j]
+            for j in range(len(a))
+            if video_ids[j] == video_ids[i] and abs(position[j] - position[i]) <= h
+        ]
+        expected.append(sum(near) / len(near))
+    assert np.allclose(res.raw_score, a, rtol=1e-5)
+    assert np.allclose(res.score, expected, rtol=1e-5)
+    clear = np.abs(np.array(expected) - 0.5) > 1e-5
+    assert (res.anomalous[clear] == (np.array(expected) >= 0.5)[clear]).all()
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import import_or_skip_unless_ci
 
 from vadindex.errors import InputError
 from vadindex.index.reader import open_index
@@ -75,8 +76,8 @@ def test_int8_index_answers_fp32_queries(encoder, int8_encoder, small_clips: Pat
 
 
 def test_onnxruntime_backend_gives_the_same_embeddings(encoder, small_clips: Path) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
+    import_or_skip_unless_ci("onnxruntime")  # the [onnx] extra: .ci/run installs it
+    import_or_skip_unless_ci("onnx")
     onnx_encoder = load_encoder("vadindex-test", "random", "cpu", "fp32", "onnxruntime")
     frames = np.concatenate(
         list(SampledVideo(small_clips / "fight" / "fi001.mp4", 4.0, encoder.image_size, 64).batches())
@@ -108,17 +109,20 @@ def test_auto_moves_to_int8_after_checking_it_on_the_first_frames(encoder) -> No
     if not int8_is_fast():
         pytest.skip("int8 is not fast on this CPU; auto stays in fp32")
     auto = load_encoder("vadindex-test", "random", "cpu", "auto")
+    assert auto.precision == "fp32"
     # A quarter of the check's frames at most from each batch: three big batches do not finish it.
     for seed in range(3):
         batch = _frames(64, encoder.image_size, seed=seed)
-        # While it checks, it answers in fp32, exactly the fp32 encoder's embeddings.
-        assert np.array_equal(auto.encode_images(batch), encoder.encode_images(batch))
-        assert auto.precision == "fp32" and auto.int8_check is None
+        # While its batches agree it answers with their int8 embeddings (checked against fp32 on
+        # eight frames of each), as it will once the check is over.
+        out, fp32 = auto.encode_images(batch), encoder.encode_images(batch)
+        assert not np.array_equal(out, fp32) and (out * fp32).sum(axis=1).min() > 0.995
+        assert auto.precision == "int8" and auto.int8_check is None
     more = _frames(5, encoder.image_size, seed=3)  # 5 more: 29 of 32
-    assert np.array_equal(auto.encode_images(more), encoder.encode_images(more))
+    assert (auto.encode_images(more) * encoder.encode_images(more)).sum(axis=1).min() > 0.995
     assert auto.int8_check is None
     last = _frames(64, encoder.image_size, seed=4)  # takes the 3 it still needs
-    assert np.array_equal(auto.encode_images(last), encoder.encode_images(last))
+    assert (auto.encode_images(last) * encoder.encode_images(last)).sum(axis=1).min() > 0.995
     check = auto.int8_check
     assert check is not None and check["accepted"] and check["frames"] == INT8_PROBE_FRAMES
     assert check["min_cosine"] >= 0.998 and check["mean_cosine"] >= check["min_cosine"]
@@ -183,11 +187,11 @@ def test_auto_build_records_what_it_chose(encoder, small_clips: Path, tmp_path: 
     assert summary.to_dict()["int8_check"]["accepted"] is True
     snap = open_index(tmp_path / "ix")
     parts = json.loads((tmp_path / "ix" / "manifest.json").read_text())["parts"]
-    # The first videos were encoded while the check ran (fp32 embeddings), the one during which it
-    # decided in both, the rest in int8.
+    # The first video started in fp32 and its batches were answered in int8 as the check accepted
+    # them (both recorded), the rest in int8.
     precisions = [p["precision"] for p in parts]
-    assert precisions[0] == "fp32" and precisions[-1] == "int8"
-    assert set(precisions) <= {"fp32", "fp32,int8", "int8"}
+    assert precisions[0] == "fp32,int8" and precisions[-1] == "int8"
+    assert set(precisions) <= {"fp32,int8", "int8"}
     reference = tmp_path / "ref"
     build_index([small_clips], reference, encoder=encoder, progress=False)
     ref = open_index(reference)
@@ -200,7 +204,7 @@ def test_image_queries_do_not_run_the_int8_check(encoder, small_clips: Path, tmp
 
     build_index([small_clips / "fight"], tmp_path / "ix", encoder=encoder, progress=False)
     loaded = load_index_encoder(open_index(tmp_path / "ix"), "cpu")
-    assert loaded.precision == "fp32" and loaded._int8 is None  # type: ignore[attr-defined]
+    assert loaded.precision == "fp32" and not loaded.checking_int8  # type: ignore[attr-defined]
 
 
 def test_a_failing_int8_check_leaves_the_build_in_fp32(

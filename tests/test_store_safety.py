@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import subprocess
@@ -223,6 +224,58 @@ def test_failed_commit_can_be_retried_without_duplicates(
     assert check_index(ix).ok
 
 
+class _SlowClockEncoder:
+    """The test encoder on a clock that each image batch moves ``seconds`` ahead (no sleeping)."""
+
+    def __init__(self, inner, clock: list[float], seconds: float) -> None:  # type: ignore[no-untyped-def]
+        self._inner, self._clock, self._seconds = inner, clock, seconds
+        self.identity, self.dim = inner.identity, inner.dim
+        self.image_size, self.logit_scale = inner.image_size, inner.logit_scale
+
+    def encode_images(self, pixels):  # type: ignore[no-untyped-def]
+        self._clock[0] += self._seconds
+        return self._inner.encode_images(pixels)
+
+    def encode_texts(self, texts):  # type: ignore[no-untyped-def]
+        return self._inner.encode_texts(texts)
+
+
+@pytest.mark.parametrize(("interval", "expected"), [(None, [3, 3]), (10.0, [1] * 6), (1e9, [6])])
+def test_a_build_commits_at_least_once_a_minute(
+    tmp_path: Path, encoder, monkeypatch, interval, expected
+) -> None:  # type: ignore[no-untyped-def]
+    """``--commit-every`` 100 is never reached by six videos; the time limit commits (README: "every
+    --commit-every videos or minute"). Each video takes 25 s of a test clock, so the default 60 s
+    commits after every third video; ``COMMIT_INTERVAL`` is patchable."""
+    import types
+
+    import vadindex.ingest.build as build_module
+
+    folder = tmp_path / "v"
+    for i in range(6):
+        write_video(folder / f"v{i}.mp4", seconds=2, size=SIZE, seed=60 + i)
+    clock = [1000.0]
+    monkeypatch.setattr(build_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    if interval is None:
+        assert build_module.COMMIT_INTERVAL == 60.0
+    else:
+        monkeypatch.setattr(build_module, "COMMIT_INTERVAL", interval)
+    commits: list[int] = []
+    real_commit = IndexWriter.commit
+
+    def counting_commit(self, final: bool = False):  # type: ignore[no-untyped-def]
+        if self.pending:
+            commits.append(self.pending)
+        return real_commit(self, final)
+
+    monkeypatch.setattr(IndexWriter, "commit", counting_commit)
+    summary = build_index([folder], tmp_path / "ix", encoder=_SlowClockEncoder(encoder, clock, 25.0),
+                          progress=False, commit_every=100)  # fmt: skip
+    assert summary.videos_added == 6
+    assert commits == expected
+    assert check_index(tmp_path / "ix").ok
+
+
 # ------------------------------------------------------------------------------------------------
 # One writer, many readers
 # ------------------------------------------------------------------------------------------------
@@ -249,10 +302,16 @@ def test_second_writer_is_refused_before_loading_a_model(template: Path, clips: 
 
 def test_lock_is_dropped_when_its_holder_is_killed(tmp_path: Path) -> None:
     ix = tmp_path / "ix"
-    code = "import sys, time; from pathlib import Path; from vadindex.index.lock import lock_index; " \
-           "lock_index(Path(sys.argv[1])); print('locked', flush=True); time.sleep(120)"  # fmt: skip
+    # The holder keeps the lock until it is killed (it waits for input that never comes), however
+    # long the test takes.
+    code = "import sys; from pathlib import Path; from vadindex.index.lock import lock_index; " \
+           "lock = lock_index(Path(sys.argv[1])); print('locked', flush=True); sys.stdin.read()"  # fmt: skip
     holder = subprocess.Popen(
-        [sys.executable, "-c", code, str(ix)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+        [sys.executable, "-c", code, str(ix)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
@@ -265,7 +324,10 @@ def test_lock_is_dropped_when_its_holder_is_killed(tmp_path: Path) -> None:
     lock.release()
 
 
-def test_readers_query_while_a_build_commits(tmp_path: Path, encoder) -> None:
+def test_readers_query_while_a_build_commits(tmp_path: Path, encoder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every commit is held at its last step (new files in place, manifest not yet moved) until a
+    reader has opened and searched the index: each read overlaps a commit, and sees the previous
+    commit whole."""
     from vadindex.search.vectors import search_vector
 
     folder = tmp_path / "v"
@@ -273,31 +335,51 @@ def test_readers_query_while_a_build_commits(tmp_path: Path, encoder) -> None:
         write_video(folder / f"v{i}.mp4", seconds=2, size=SIZE, seed=40 + i)
     ix = tmp_path / "ix"
     errors: list[BaseException] = []
+    mid_commit: queue.Queue[int] = queue.Queue()  # the generation being committed
+    read_done = threading.Event()
+    replace = os.replace
+
+    def held_replace(src, dst, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(dst).name == MANIFEST and threading.current_thread() is writer:
+            read_done.clear()
+            mid_commit.put(json.loads(Path(src).read_text())["generation"])
+            assert read_done.wait(60), "no reader came"
+        return replace(src, dst, *args, **kwargs)
 
     def write() -> None:
         try:
             build_index([folder], ix, encoder=encoder, progress=False, commit_every=1)
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             errors.append(exc)
+        finally:
+            mid_commit.put(-1)
 
+    monkeypatch.setattr(os, "replace", held_replace)
     writer = threading.Thread(target=write)
     writer.start()
-    seen, reads = set(), 0
+    overlapped = []
     rng = np.random.default_rng(0)
-    while writer.is_alive() or (reads == 0 and (ix / MANIFEST).exists()):
-        if not (ix / MANIFEST).exists():
-            writer.join(0.01)
-            continue
-        snap = open_index(ix)
-        n = snap.manifest.n_segments
-        assert len(snap.segments) == snap.faiss_index().ntotal == len(snap.vectors()) == n
-        query = rng.normal(size=snap.manifest.dim).astype(np.float32)
-        hits = search_vector(snap, query / np.linalg.norm(query), 3, None)
-        assert len(hits) == min(3, n) and set(hits["video"]) <= set(snap.videos["video"])
-        seen.add(snap.manifest.generation)
-        reads += 1
-    writer.join()
-    assert not errors and reads > 0
+    try:
+        while (committing := mid_commit.get(timeout=120)) != -1:
+            if committing == 1:
+                assert not (ix / MANIFEST).exists()  # nothing committed yet: nothing to read
+            else:
+                snap = open_index(ix)
+                n = snap.manifest.n_segments
+                assert snap.manifest.generation == committing - 1
+                assert len(snap.segments) == snap.faiss_index().ntotal == len(snap.vectors()) == n
+                query = rng.normal(size=snap.manifest.dim).astype(np.float32)
+                hits = search_vector(snap, query / np.linalg.norm(query), 3, None)
+                assert len(hits) == min(3, n) and set(hits["video"]) <= set(snap.videos["video"])
+                assert check_index(ix).ok
+                overlapped.append(committing)
+            read_done.set()
+    finally:
+        read_done.set()
+        writer.join(120)
+    assert not errors, errors
+    # One commit per video (the last one is the build's final commit): all but the first overlapped.
+    assert overlapped == list(range(2, open_index(ix).manifest.generation + 1)) == [2, 3, 4, 5, 6]
     assert open_index(ix).manifest.n_videos == 6 and check_index(ix).ok
 
 
@@ -393,9 +475,14 @@ def test_check_finds_damage(template: Path, tmp_path: Path, damage: str) -> None
 
 def test_check_quick_compares_sizes_only(template: Path, tmp_path: Path) -> None:
     ix = _copy(template, tmp_path)
-    _flip_byte(ix / "parts" / "000001.frames.npy", offset=-1)  # same size, last byte of a float16
+    _flip_byte(ix / "parts" / "000001.frames.npy", offset=-2)  # same size, a low mantissa bit of a float16
     assert any("SHA-256" in p for p in check_index(ix).problems)
     assert not any("SHA-256" in p for p in check_index(ix, checksums=False).problems)
+    # The CLI forms: check hashes (exit 1, the file named), check --quick compares sizes (exit 0).
+    result = _invoke("check", "--index", str(ix))
+    assert result.exit_code == 1 and "000001.frames.npy: SHA-256" in result.output, result.output
+    result = _invoke("check", "--index", str(ix), "--quick")
+    assert result.exit_code == 0 and result.output.startswith("OK "), result.output
 
 
 def test_check_on_a_folder_that_is_not_an_index(tmp_path: Path) -> None:

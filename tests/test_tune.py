@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -10,10 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from vadindex.detect.aggregate import aggregate_segments
 from vadindex.detect.grid import DEFAULT_GRID, TuneData, fold_splits, search
-from vadindex.detect.options import DetectOptions
-from vadindex.detect.scoring import apply_rule
 from vadindex.errors import InputError
 
 SMALL_GRID = {**DEFAULT_GRID, "rule": ["threshold", "balanced", "topk"], "knn_k": [0], "smooth": [0, 1],
@@ -58,25 +56,83 @@ def test_too_few_labelled_videos() -> None:
         fold_splits(np.array([1, -1, -1], dtype=np.int8), 5)
 
 
+def _documented_videos(data: TuneData, settings: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Video scores ``s_v`` and decisions of ``settings``, from the documented formulas alone (the
+    README's Usage of ``detect``, and the module docstrings it points to), in loops over plain
+    Python floats: no function of the package."""
+    S = data.sims.astype(np.float64)
+    n, n_classes = S.shape
+    A = [bool(f) for f in data.is_anomaly]
+    cal, rule, lam = settings["calibrate"], settings["rule"], data.logit_scale
+    assert settings["knn_k"] == 0 and rule in ("threshold", "balanced", "topk")  # the grids used here
+    if cal == "none":
+        V = S
+    elif cal == "zscore":  # Z[i,c] = (S[i,c] − mean_j S[j,c]) / std_j S[j,c]
+        V = (S - S.mean(axis=0)) / S.std(axis=0)
+    else:
+        raise AssertionError(f"no reference for calibration {cal}")
+    a, margin = [], []
+    for i in range(n):
+        row = [float(v) for v in V[i]]
+        if cal == "none":  # a_i = Σ_{c∈A} softmax_c(λ·S[i,:])
+            e = [math.exp(lam * v - lam * max(row)) for v in row]
+            a.append(sum(x for x, an in zip(e, A, strict=True) if an) / sum(e))
+        else:  # a_i = max_{c∈A} Z[i,c]
+            a.append(max(v for v, an in zip(row, A, strict=True) if an))
+        if rule == "topk":  # the k most similar classes vote; share above one half
+            k = min(settings["top_k"], n_classes)
+            top = sorted(range(n_classes), key=lambda c: -row[c])[:k]
+            margin.append(sum(A[c] for c in top) / k - 0.5)
+        else:  # balanced: max_A − max_N
+            margin.append(max(v for v, an in zip(row, A, strict=True) if an)
+                          - max(v for v, an in zip(row, A, strict=True) if not an))  # fmt: skip
+    h = settings["smooth"]
+    if h:  # the mean over the same video's segments at most h positions away (score and margin)
+        near = [[j for j in range(n) if data.video_codes[j] == data.video_codes[i]
+                 and abs(int(data.position[j]) - int(data.position[i])) <= h] for i in range(n)]  # fmt: skip
+        a = [sum(a[j] for j in js) / len(js) for js in near]
+        margin = [sum(margin[j] for j in js) / len(js) for js in near]
+    tau = settings["segment_threshold"]
+    if rule == "topk":
+        anomalous = [m > 0 for m in margin]
+    elif rule == "balanced":
+        anomalous = [x >= tau and m > 0 for x, m in zip(a, margin, strict=True)]
+    else:
+        anomalous = [x >= tau for x in a]
+    agg = settings["video_agg"]
+    t_v = tau if settings["video_threshold"] is None else settings["video_threshold"]
+    scores, decisions = [], []
+    for v in range(len(data.video_ids)):
+        mine = [i for i in range(n) if data.video_codes[i] == v]
+        if agg == "ratio":  # share of anomalous segments ≥ ρ
+            s_v = sum(anomalous[i] for i in mine) / len(mine)
+            decisions.append(s_v >= settings["video_ratio"])
+        else:  # max, or the mean of the k best segment scores, against the video threshold
+            best = sorted((a[i] for i in mine), reverse=True)
+            s_v = (
+                best[0]
+                if agg == "max"
+                else sum(best[: settings["video_top_k"]]) / len(best[: settings["video_top_k"]])
+            )
+            decisions.append(s_v >= t_v)
+        scores.append(s_v)
+    return np.array(scores), np.array(decisions)
+
+
+#: The reference above has no ties to break: continuous similarities, no percentile ranks.
+REFERENCE_GRID = {**SMALL_GRID, "calibrate": ["none", "zscore"]}
+
+
 def _fold_f1(data: TuneData, settings: dict, videos: np.ndarray) -> float:
-    """F1 of the settings on the given videos, through the detect pipeline's own functions."""
     from sklearn.metrics import f1_score
 
-    params = DetectOptions(settings["rule"], settings["segment_threshold"], settings["top_k"], settings["calibrate"],
-                        settings["smooth"], settings["knn_k"], settings["knn_alpha"], settings["frame_votes"])  # fmt: skip
-    res = apply_rule(data.sims, data.is_anomaly, data.logit_scale, params, video_ids=data.video_codes,
-                     position=data.position)  # fmt: skip
-    t = settings["segment_threshold"] if settings["video_threshold"] is None else settings["video_threshold"]
-    vids = aggregate_segments(data.video_codes, res.score, res.anomalous, method=settings["video_agg"],
-                              video_ratio=settings["video_ratio"], video_threshold=t,
-                              top_k=settings["video_top_k"]).set_index("video_id")  # fmt: skip
-    pred = vids.loc[videos, "anomalous"].to_numpy()
-    return float(f1_score(data.labels[videos] == 1, pred, zero_division=0))
+    _, pred = _documented_videos(data, settings)
+    return float(f1_score(data.labels[videos] == 1, pred[videos], zero_division=0))
 
 
 def test_held_out_scores_are_test_fold_scores() -> None:
     data = _synthetic()
-    result = search(data, SMALL_GRID, "f1", folds=4, seed=0)
+    result = search(data, REFERENCE_GRID, "f1", folds=4, seed=0)
     assert len(result.folds) == 4
     ids = {v: i for i, v in enumerate(data.video_ids)}
     for fold, value in zip(result.folds, result.held_out, strict=True):
@@ -104,8 +160,18 @@ def test_selection_never_sees_test_labels() -> None:
 
 
 def test_auc_metric_without_annotations_uses_video_auc() -> None:
-    result = search(_synthetic(2), SMALL_GRID, "auc", folds=3)
-    assert result.metric == "auc" and all(0.0 <= v <= 1.0 for v in result.held_out)
+    from sklearn.metrics import roc_auc_score
+
+    data = _synthetic(2)
+    result = search(data, REFERENCE_GRID, "auc", folds=3)
+    assert result.metric == "auc"
+    ids = {v: i for i, v in enumerate(data.video_ids)}
+    for fold, value in zip(result.folds, result.held_out, strict=True):
+        test = np.array([ids[v] for v in fold["test_videos"]])
+        scores, _ = _documented_videos(data, fold["settings"])
+        # The held-out value is scikit-learn's video ROC-AUC of the fold's settings on its test videos.
+        assert value == pytest.approx(roc_auc_score(data.labels[test] == 1, scores[test]))
+        assert fold["test_f1"] == pytest.approx(_fold_f1(data, fold["settings"], test))
 
 
 def test_tune_command_writes_a_config_that_detect_reads(built_index: Path, encoder, tmp_path: Path,

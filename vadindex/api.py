@@ -9,16 +9,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vadindex.config import DEFAULT_DEVICE, DEFAULT_TOP_K_RESULTS
+from vadindex.config import DEFAULT_DEVICE, DEFAULT_TEXT_ENCODER, DEFAULT_TOP_K_RESULTS
 from vadindex.detect.pipeline import detect
 from vadindex.detect.result import DetectResult
 from vadindex.index.manifest import IndexManifest
 from vadindex.index.reader import IndexSnapshot, open_index
 from vadindex.ingest.build import BuildSummary, build_index
-from vadindex.models.identity import Encoder
+from vadindex.models.identity import Encoder, TextEncoder
 from vadindex.search import encoders
-from vadindex.search.query import check_query, encode_query
-from vadindex.search.vectors import search_vector
+from vadindex.search.query import query_index
 
 
 class VideoIndex:
@@ -35,11 +34,20 @@ class VideoIndex:
         result.videos
     """
 
-    def __init__(self, path: str | os.PathLike[str], device: str = DEFAULT_DEVICE) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        device: str = DEFAULT_DEVICE,
+        text_encoder: str = DEFAULT_TEXT_ENCODER,
+    ) -> None:
         self.path = Path(path).expanduser()
         self.device = device
+        #: How new texts are encoded: ``auto``, ``onnx`` or ``torch`` (see
+        #: :func:`vadindex.search.encoders.load_text_encoder`).
+        self.text_encoder = text_encoder
         self._snap: IndexSnapshot | None = None
         self._encoder: Encoder | None = None
+        self._text: TextEncoder | None = None
 
     @classmethod
     def build(
@@ -89,10 +97,19 @@ class VideoIndex:
 
     @property
     def encoder(self) -> Encoder:
-        """The index's model, loaded once on first use."""
+        """The index's model (torch), loaded once on first use."""
         if self._encoder is None:
             self._encoder = encoders.load_index_encoder(self.snapshot, self.device)
         return self._encoder
+
+    def text_model(self) -> TextEncoder:
+        """The encoder of new texts (the ONNX text tower when it can be; the model when it is
+        already loaded), loaded once on first use."""
+        if self._text is None:
+            if self._encoder is not None and self.text_encoder != "onnx":
+                return self._encoder
+            self._text = encoders.load_text_encoder(self.snapshot, self.text_encoder, self.device)
+        return self._text
 
     def query(
         self,
@@ -102,27 +119,34 @@ class VideoIndex:
         k: int = DEFAULT_TOP_K_RESULTS,
         video: str | None = None,
     ) -> pd.DataFrame:
-        """Segments most similar to a text or an example image, best first."""
-        check_query(text, image, k)
-        return search_vector(self.snapshot, encode_query(self.encoder, text, image), k, video)
+        """Segments most similar to a text or an example image, best first (a text asked before is
+        answered from the index's cache; see :func:`vadindex.search.query.query_index`)."""
+        return query_index(self.snapshot, text, image=image, k=k, video=video, encoder=_LazyEncoder(self))
 
     def detect(self, prompts: str | list[str], **options: Any) -> DetectResult:
         """Score and decide every segment and video (see :func:`vadindex.detect.pipeline.detect`).
 
-        The model is loaded only when some prompt is not in the index's text cache, and then kept:
-        later calls with new prompts encode them without loading it again.
+        A text encoder is loaded only when some prompt is not in the index's text cache, and then
+        kept: later calls with new prompts encode them without loading it again.
         """
-        if "pretrained" not in options and options.get("device", self.device) == self.device:
-            options.setdefault("encoder", self._encoder if self._encoder is not None else _LazyEncoder(self))
+        same = options.get("device", self.device) == self.device
+        if (
+            "pretrained" not in options
+            and same
+            and options.get("text_encoder", self.text_encoder) == self.text_encoder
+        ):
+            options.setdefault("encoder", _LazyEncoder(self))
         options.setdefault("device", self.device)
+        options.setdefault("text_encoder", self.text_encoder)
         return detect(self.snapshot, prompts, **options)
 
 
 class _LazyEncoder:
-    """The index's encoder, loaded (once, by the :class:`VideoIndex`) only when a text must be encoded.
+    """The index's encoders, loaded (once, by the :class:`VideoIndex`) only when a text or an image
+    must be encoded: texts by :meth:`VideoIndex.text_model`, images by the whole model.
 
-    Its identity is the index's own, so handing it to :func:`vadindex.detect.pipeline` costs nothing
-    when every prompt is cached; the real model is checked against the index when it loads.
+    Its identity is the index's own, so handing it to a query or a detection costs nothing when
+    every text is cached; the real encoders are checked against the index when they load.
     """
 
     def __init__(self, owner: VideoIndex) -> None:
@@ -140,4 +164,4 @@ class _LazyEncoder:
         return self._owner.encoder.encode_images(pixels)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        return self._owner.encoder.encode_texts(texts)
+        return self._owner.text_model().encode_texts(texts)

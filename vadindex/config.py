@@ -41,8 +41,13 @@ INT8_PROBE_FRAMES = 32
 #: cosine c moves a similarity by at most sqrt(2 (1 - c)): 0.063 at 0.998; the error is spread over
 #: all 512 dimensions, so a text similarity typically moves by ~0.003.
 INT8_MIN_COSINE = 0.998
-#: Image-tower runtime: ``torch``, or ``onnxruntime`` (CPU fp32, ~1.2x faster here, an optional install).
+#: Image-tower runtime: ``torch``, or ``onnxruntime`` (CPU fp32, ~1.2x faster here).
 DEFAULT_BACKEND = "torch"
+#: How queries, detections and tuning encode text: ``auto`` runs the text tower exported to ONNX
+#: (no torch, well under a second from a cold start) when this model's tower has been exported on
+#: this machine, else torch, exporting it for next time; ``onnx`` insists on ONNX (exporting first if
+#: needed), ``torch`` never uses it. See :mod:`vadindex.models.onnx_text`.
+DEFAULT_TEXT_ENCODER = "auto"
 #: FAISS index type: ``auto`` searches exactly (float16 scan) below 200,000 segments and with an
 #: IVF index above; ``flat``, ``ivf`` or ``hnsw`` force one (see :mod:`vadindex.index.faiss_index`).
 DEFAULT_INDEX_TYPE = "auto"
@@ -80,13 +85,26 @@ VIDEO_ROOT_HELP = (
     "OLD=NEW: footage that moved; a video recorded (or listed) under folder OLD is read from NEW."
 )
 
+#: ``vadindex serve``: loopback unless told otherwise (any other address needs a token).
+DEFAULT_SERVE_HOST = "127.0.0.1"
+DEFAULT_SERVE_PORT = 8000
+#: Bounds on every request of ``vadindex serve``: results per query, characters of a query text (and
+#: of one prompt field), bytes of an uploaded image, and its pixels (checked from the header, before
+#: anything is decoded: a few KB of PNG can claim gigapixels).
+SERVE_MAX_K = 1000
+SERVE_MAX_TEXT = 1000
+SERVE_MAX_PROMPTS_TEXT = 20000
+SERVE_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+SERVE_MAX_UPLOAD_PIXELS = 25_000_000
+
 #: ``--device`` values besides ``cuda:N``.
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: ``--precision`` values (see :func:`vadindex.models.precision.resolve_precision`).
 PRECISIONS = ("auto", "fp32", "int8", "fp16")
-#: ``--backend`` values for the image tower: PyTorch, or ONNX Runtime (CPU, fp32; ``pip install
-#: onnxruntime onnx``, the ``onnx`` extra).
+#: ``--backend`` values for the image tower: PyTorch, or ONNX Runtime (CPU, fp32).
 BACKENDS = ("torch", "onnxruntime")
+#: ``--text-encoder`` values (see :data:`DEFAULT_TEXT_ENCODER`).
+TEXT_ENCODERS = ("auto", "onnx", "torch")
 #: FAISS index types (see :mod:`vadindex.index.faiss_index`).
 INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
 #: Temporal annotation file formats (see :mod:`vadindex.evaluate.annotations`).
@@ -96,12 +114,18 @@ DATASET_LAYOUTS = ("auto", "ucf-crime", "xd-violence")
 #: Which segments ``detect --format json`` lists.
 SEGMENT_LISTINGS = ("all", "anomalous", "none")
 #: Metrics ``vadindex tune`` maximises.
-TUNE_METRICS = ("f1", "auc")
+TUNE_METRICS = ("f1", "auc", "segment-f1")
 
 #: Segment rules, calibrations and video aggregations (see :mod:`vadindex.detect.scoring` and
 #: :mod:`vadindex.detect.aggregate`).
 RULES = ("threshold", "topk", "balanced", "frame-vote")
 CALIBRATIONS = ("none", "zscore", "percentile")
+#: What a calibration is computed over: every segment of the index, each camera's, or each video's.
+CALIBRATION_GROUPS = ("index", "camera", "video")
+#: ``vadindex build --camera-from`` keyword (any other value is a regular expression).
+CAMERA_FROM_PARENT = "parent"
+#: Reviewer labels ``vadindex label`` stores.
+LABEL_KINDS = ("normal", "anomaly")
 VIDEO_AGGS = ("ratio", "max", "topk-mean")
 
 DEFAULT_RULE = "threshold"
@@ -118,12 +142,61 @@ DEFAULT_KNN_K = 0
 DEFAULT_KNN_ALPHA = 0.5
 #: Frames that must pass the threshold for a segment to be anomalous under the frame-vote rule.
 DEFAULT_FRAME_VOTES = 2
+#: Calibration statistics are taken over the whole index by default (the behaviour before cameras).
+DEFAULT_CALIBRATE_BY = "index"
+#: Novelty neighbours (0: off). Ten neighbours average out one look-alike without reaching far.
+DEFAULT_NOVELTY = 0
+#: Same-video segments whose start is at most this many seconds away are not novelty neighbours,
+#: so an event lasting a few seconds is not its own neighbour.
+DEFAULT_NOVELTY_GAP = 5.0
+#: Weight of the novelty in the segment score: 0 text only, 1 novelty only.
+DEFAULT_NOVELTY_WEIGHT = 0.5
+#: Weight of a class's examples against its texts in the class embedding (0 texts only, 1 examples only).
+DEFAULT_EXAMPLE_WEIGHT = 0.5
+#: Novelty neighbours of ``query --unusual`` (on by nature there).
+DEFAULT_UNUSUAL_K = 10
+#: ``query --unusual TEXT``: the text query's best ``k`` times this many hits are ranked by novelty.
+UNUSUAL_POOL_FACTOR = 10
 #: Video aggregation: ratio of anomalous segments, max segment score, or mean of the top segment scores.
 DEFAULT_VIDEO_AGG = "ratio"
 #: Segments averaged by the topk-mean video aggregation.
 DEFAULT_VIDEO_TOP_K = 3
 #: Folds of the by-video cross-validation in ``vadindex tune``.
 DEFAULT_TUNE_FOLDS = 5
+
+#: ``vadindex watch``: seconds between commits; a ``kill -9`` loses at most this much of every stream.
+DEFAULT_COMMIT_SECONDS = 10.0
+#: ``vadindex watch``: an event of a camera that starts less than this many seconds after its previous
+#: event ended raises no new alert; it extends the previous one.
+DEFAULT_COOLDOWN = 10.0
+#: ``vadindex watch``: seconds a stream may take to open (FFmpeg probes twice, so up to twice this)
+#: and to deliver the next packet before it counts as lost and is reconnected.
+DEFAULT_OPEN_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 5.0
+#: ``vadindex watch``: seconds of completed segments a stream may have waiting for the encoder; beyond
+#: that the oldest are dropped (counted), so latency stays bounded when the CPU cannot keep up.
+DEFAULT_MAX_LAG = 4.0
+#: ``vadindex watch``: a decoder this many seconds behind real time decodes keyframes only until it is
+#: back within ``KEYFRAME_RESUME_LAG`` seconds.
+KEYFRAME_ONLY_LAG = 1.5
+KEYFRAME_RESUME_LAG = 0.3
+#: ``vadindex watch``: reconnect back-off, first and longest wait in seconds (doubling, with jitter).
+RECONNECT_MIN_DELAY = 0.5
+RECONNECT_MAX_DELAY = 30.0
+#: ``vadindex watch``: segments the index must hold before a calibrated rule (``--calibrate``) raises
+#: alerts; until then segments are indexed and scored but calibration has nothing to compare with.
+DEFAULT_MIN_HISTORY = 60
+#: ``vadindex watch --webhook``: seconds per POST, and attempts after the first.
+DEFAULT_WEBHOOK_TIMEOUT = 5.0
+DEFAULT_WEBHOOK_RETRIES = 3
+#: ``vadindex watch``: PyTorch CPU threads of the encoder. One: the stream decoders share the cores,
+#: and a multi-threaded encoder on busy cores waits a scheduler slice at every operation's barrier
+#: (measured on 2 cores shared with other jobs: vadindex-tiny on 4-frame batches, 119 frames/s on one
+#: thread, 2.2 on two; BENCHMARKS.md).
+DEFAULT_WATCH_THREADS = 1
+#: RTSP transport of ``vadindex watch`` (``udp`` for servers and cameras without RTP over TCP).
+RTSP_TRANSPORTS = ("tcp", "udp")
+DEFAULT_RTSP_TRANSPORT = "tcp"
 
 VIDEO_EXTENSIONS = (
     ".mp4",

@@ -65,6 +65,20 @@ class Options:
             )
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[type-var]
 
+    def to_args(self) -> list[str]:
+        """The command-line flags that give every option its value here (``--smooth 2``,
+        ``--use-labels`` / ``--no-use-labels``); options that are ``None`` are left out."""
+        args: list[str] = []
+        for name, value in self.to_dict().items():
+            flag = "--" + name.replace("_", "-")
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                args.append(flag if value else f"--no-{name.replace('_', '-')}")
+            else:
+                args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        return args
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON/YAML-ready dict of every option."""
         return dataclasses.asdict(self)  # type: ignore[call-overload]

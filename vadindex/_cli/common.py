@@ -150,6 +150,13 @@ def device_option(what: str = "the encoder") -> Decorator:
     )  # fmt: skip
 
 
+#: ``--text-encoder`` of commands that encode texts against an index (query, detect, tune).
+text_encoder_option = click.option(
+    "--text-encoder", "text_encoder", type=click.Choice(C.TEXT_ENCODERS), default=C.DEFAULT_TEXT_ENCODER,
+    show_default=True,
+    help="How new texts are encoded: auto (the text tower exported to ONNX once, no torch; else torch, "
+    "exporting it for next time), onnx (export first if needed) or torch (--device applies to torch).",
+)  # fmt: skip
 #: ``--pretrained`` of commands that read an index: the index knows its weights unless they moved.
 moved_weights_option = click.option(
     "--pretrained", default=None, help="The index's checkpoint file, if it moved."
@@ -196,12 +203,27 @@ config_option = click.option(
 )  # fmt: skip
 
 
+EXAMPLES_HELP = (
+    "image files or segments (VIDEO@SECONDS, or VIDEO_ID:SEGMENT as query and detect print them), "
+    "';'-separated: a class of {} examples."
+)
+
+#: ``--anomaly-examples`` and ``--normal-examples``.
+examples_options = stack(
+    click.option("--anomaly-examples", default=None, metavar="EXAMPLES",
+                 help="Anomaly examples: " + EXAMPLES_HELP.format("anomaly")),
+    click.option("--normal-examples", default=None, metavar="EXAMPLES",
+                 help="Normal examples: " + EXAMPLES_HELP.format("normal")),
+)  # fmt: skip
+
+
 def detect_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Everything that decides what a detection flags: prompts, ``--config``, every
+    """Everything that decides what a detection flags: prompts, examples, ``--config``, every
     :class:`~vadindex.detect.options.DetectOptions` field, and annotations."""
     return stack(
         prompts_option(),
         normal_prompts_option,
+        examples_options,
         config_option,
         options_from(DetectOptions),
         annotations_options(

@@ -16,8 +16,11 @@ from vadindex._cli.common import EXIT_ERROR, EXIT_PARTIAL, EXIT_USAGE  # noqa: F
 from vadindex._cli.demo import demo
 from vadindex._cli.detect import detect_cmd, tune_cmd
 from vadindex._cli.index import check_cmd, info, manifest_cmd
+from vadindex._cli.label import label_cmd
+from vadindex._cli.live import alerts_cmd, watch_cmd
 from vadindex._cli.report import report_cmd
 from vadindex._cli.search import query
+from vadindex._cli.web import serve_cmd
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -43,11 +46,26 @@ def cli(verbose: int, quiet: bool) -> None:
       vadindex query "a person climbing a fence" --index indexes/cams
       vadindex detect --index indexes/cams --prompts "people fighting; a fire"
       vadindex report --index indexes/cams --prompts "people fighting; a fire" --out report.html
+      vadindex serve --index indexes/cams                  # search and review pages
     """
     _setup_logging(verbose, quiet)
 
 
-for command in (build, query, detect_cmd, tune_cmd, report_cmd, manifest_cmd, info, check_cmd, demo):
+for command in (
+    build,
+    query,
+    detect_cmd,
+    tune_cmd,
+    label_cmd,
+    report_cmd,
+    serve_cmd,
+    manifest_cmd,
+    info,
+    check_cmd,
+    demo,
+    watch_cmd,
+    alerts_cmd,
+):
     cli.add_command(command)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 
@@ -23,6 +25,38 @@ def table(frame: Any, fmt: str, floats: str = "{:.4f}") -> None:
         click.echo("(no results)")
     else:
         click.echo(frame.to_string(index=False, float_format=floats.format))
+
+
+def columns(data: dict[str, Any], fmt: str, floats: str = "{:.4f}") -> None:
+    """Named numpy columns (as :class:`~vadindex.search.vectors.SearchHits` holds them) as ``table``,
+    ``csv`` or ``json``, like :func:`table` prints a DataFrame, without importing pandas."""
+    names = list(data)
+    rows = list(zip(*(data[c].tolist() for c in names), strict=True)) if names else []
+    if fmt == "json":
+        records = [
+            {c: round(v, 6) if isinstance(v, float) else v for c, v in zip(names, r, strict=True)}
+            for r in rows
+        ]
+        click.echo(json.dumps(records, indent=2))
+    elif fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows(rows)
+        click.echo(out.getvalue(), nl=False)
+    elif not rows:
+        click.echo("(no results)")
+    else:
+        cells = [[floats.format(v) if isinstance(v, float) else str(v) for v in r] for r in rows]
+        widths = [max(len(c), *(len(r[j]) for r in cells)) for j, c in enumerate(names)]
+        text = [isinstance(v, str) for v in rows[0]]  # text left-aligned, numbers right-aligned
+
+        def line(values: list[str]) -> str:
+            return "  ".join(
+                v.ljust(w) if left else v.rjust(w) for v, w, left in zip(values, widths, text, strict=True)
+            ).rstrip()
+
+        click.echo("\n".join([line(names), *(line(r) for r in cells)]))
 
 
 def build_summary(s: Any) -> None:
@@ -50,6 +84,9 @@ def detection(result: Any) -> None:
     (tn, fp), (fn, tp) = m["confusion_matrix"]
     click.echo(f"Video-level: precision {m['precision']:.3f}  recall {m['recall']:.3f}  F1 {m['f1']:.3f}  "
                f"[tn {tn} fp {fp} fn {fn} tp {tp}]")  # fmt: skip
+    if m.get("excluded_segments"):
+        click.echo(f"Metrics leave out the {m['excluded_segments']} reviewer-labelled segments "
+                   f"(video metrics: the {m['excluded_videos']} videos holding them).")  # fmt: skip
     if "frame_auc" in m:
         missing = m["annotations_missing"]
         click.echo(f"Frame-level: AUC {_maybe(m['frame_auc'])}  AP {_maybe(m['frame_ap'])}  over {m['frames']} "
@@ -101,11 +138,35 @@ def index_info(info: dict[str, Any]) -> None:
         click.echo(
             f"files      {info['files']}, {info['bytes'] / 1e6:.1f} MB, SHA-256 recorded (`vadindex check`)"
         )
+    cams = info.get("cameras") or {}
+    if cams.get("named"):
+        shown = ", ".join(f"{name} ({count})" for name, count in list(cams["named"].items())[:5])
+        more = f" and {len(cams['named']) - 5} more" if len(cams["named"]) > 5 else ""
+        click.echo(f"cameras    {len(cams['named'])} named (videos): {shown}{more}; "
+                   f"{cams['own']} videos on a camera of their own")  # fmt: skip
+    labels = info.get("labels") or {}
+    if labels.get("count"):
+        click.echo(f"labels     {labels['count']} reviewed segments ({labels['anomaly']} anomaly, "
+                   f"{labels['normal']} normal), version {labels['version']}, updated {labels['updated']}")  # fmt: skip
+        for lab in labels["labels"][:10]:
+            cls = f" ({lab['class']})" if lab["class"] else ""
+            click.echo(
+                f"           {lab['video']}@{lab['start']:g}  {lab['label']}{cls}  [{lab['video_id']}:{lab['segment']}]"
+            )
+        if labels["count"] > 10:
+            click.echo(f"           ... {labels['count'] - 10} more (--format json lists all)")
     if info["failures_last_build"]:
         click.echo(f"failures   {info['failures_last_build']} videos the last build could not index "
                    f"({info['path']}/failures.csv)")  # fmt: skip
     click.echo(f"created    {info['created']}")
     click.echo(f"updated    {info['updated']}")
+
+
+def label_added(label: Any, labels: Any) -> None:
+    """What ``vadindex label`` stored."""
+    cls = f" ({label.cls})" if label.cls else ""
+    click.echo(f"Labelled {label.video} {label.start:g}-{label.end:g} s [{label.ref}] {label.label}{cls}; "
+               f"{len(labels.labels)} labels in the index (version {labels.version}).")  # fmt: skip
 
 
 def check_report(report: Any, quick: bool) -> None:
@@ -151,3 +212,53 @@ def report_summary(s: Any) -> None:
                f"thumbnails: {thumbs}; {s.seconds:.1f} s.")  # fmt: skip
     for note in s.notes:
         click.echo(f"  note: {note}", err=True)
+
+
+def watch_summary(s: Any) -> None:
+    """What a :class:`~vadindex.live.watch.WatchSummary` did, on stderr (stdout carries the alerts)."""
+    click.echo(
+        f"watch stopped ({s.stopped}) after {s.seconds:.0f} s: {s.segments_indexed} segments indexed, "
+        f"{s.frames_encoded} frames encoded, {s.alerts} alerts. Index {s.index}: {s.total_segments} segments, "
+        f"generation {s.generation} [{s.model}, {s.precision or '?'}].",
+        err=True,
+    )
+    for name, st in s.streams.items():
+        click.echo(
+            f"  {name}: {st['state']}, {st['segments_indexed']} segments, {st['connects']} connections, "
+            f"{st['dropped_segments']} segments dropped, {st['bad_packets']} bad packets"
+            + (f"; last error: {st['last_error']}" if st["last_error"] else ""),
+            err=True,
+        )
+    if s.webhook is not None:
+        w = s.webhook
+        click.echo(f"  webhook: {w['sent']} sent, {w['failed']} failed, {w['dropped']} dropped", err=True)
+
+
+def live_alert(record: dict[str, Any]) -> None:
+    """One alert record as a line a person reads."""
+    if record["type"] == "alert":
+        click.echo(
+            f"ALERT {record['best_class']} on {record['camera']} at {record['start'][11:23]} "
+            f"(peak {record['peak_score']:.2f}, {record['latency_s']:.2f} s after its first flagged segment "
+            f"ended); thumbnail {record['thumbnail']}"
+        )
+    else:
+        click.echo(
+            f"  event {record['alert_id']} ended at {record['end'][11:23]}: {record['n_segments']} segments"
+        )
+
+
+def live_demo(result: Any) -> None:
+    """The outcome of ``vadindex demo --live``."""
+    if result.detected:
+        click.echo(
+            f"The {result.event_class} event streamed to {result.url} raised its alert "
+            f"{result.latency_s:.2f} s after its first flagged segment ended. Index: {result.index}; "
+            f"alerts: vadindex alerts --index {result.index}"
+        )
+    else:
+        click.echo(
+            f"No {result.event_class} alert came from {result.url} ({result.frames_sent} frames sent); "
+            "see the status lines above",
+            err=True,
+        )

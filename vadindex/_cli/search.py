@@ -17,6 +17,7 @@ from vadindex._cli.common import (
     log,
     moved_weights_option,
     options_from,
+    text_encoder_option,
 )
 from vadindex.report.options import ReportOptions
 
@@ -34,6 +35,7 @@ from vadindex.report.options import ReportOptions
               help="Query by example image instead of text.")  # fmt: skip
 @device_option("the text/image encoder")
 @moved_weights_option
+@text_encoder_option
 @click.option(
     "--exact", is_flag=True, help="Scan every segment even when the index is approximate (ivf, hnsw)."
 )
@@ -44,12 +46,25 @@ from vadindex.report.options import ReportOptions
 @click.option("--html", "html", type=click.Path(path_type=str), default=None,
               help="Also write the hits as a self-contained page of thumbnail cards (video, start-end, score).")  # fmt: skip
 @options_from(ReportOptions, exclude=("max_videos", "thumbnails"))
+@click.option(
+    "--unusual", is_flag=True,
+    help="Rank by novelty (how unlike the K nearest segments of its own camera a segment is): over the "
+    f"index, or among the query's best k x {C.UNUSUAL_POOL_FACTOR} hits.",
+)  # fmt: skip
+@click.option("--novelty", "novelty", default=C.DEFAULT_UNUSUAL_K, show_default=True, type=int, metavar="K",
+              help="--unusual: neighbours the novelty averages over.")  # fmt: skip
+@click.option("--novelty-gap", default=C.DEFAULT_NOVELTY_GAP, show_default=True, type=float,
+              help="--unusual: same-video segments this close in seconds are not neighbours.")  # fmt: skip
 @format_option()
 @friendly_errors
 def query(text: str | None, index: str, k: int, video: str | None, image: str | None, device: str,
-          pretrained: str | None, exact: bool, precision: str, html: str | None, fmt: str,
-          **options: Any) -> None:  # fmt: skip
-    """Search segments by text (or by an example image), best first.
+          pretrained: str | None, text_encoder: str, exact: bool, precision: str, html: str | None,
+          unusual: bool, novelty: int, novelty_gap: float, fmt: str, **options: Any) -> None:  # fmt: skip
+    """Search segments by text (or by an example image), best first; or the most unusual ones.
+
+    A text query runs the model's text tower in ONNX Runtime, without torch, once it has been
+    exported on this machine (by the build, or the first query); a query already asked is answered
+    from the index's cache. An image query loads the whole model with torch.
 
     \b
     Examples:
@@ -57,15 +72,26 @@ def query(text: str | None, index: str, k: int, video: str | None, image: str | 
       vadindex query "a red car" --index indexes/cams -k 20 --video 'lot-*' --format json
       vadindex query --image suspect.jpg --index indexes/cams
       vadindex query "a fire" --index indexes/cams --html hits.html
+      vadindex query --unusual --index indexes/cams --video 'cam3/*'
+      vadindex query "a person at a door" --unusual --index indexes/cams
     """
-    from vadindex.search.query import query_index
+    if unusual:
+        from vadindex.detect.unusual import query_unusual
 
-    results = query_index(index, text, image=image, k=k, video=video, device=device, pretrained=pretrained,
-                          precision=precision, exact=exact)  # fmt: skip
-    page_options = ReportOptions(**given(ReportOptions, options))
+        results = query_unusual(index, text, image=image, k=k, video=video, novelty=novelty, novelty_gap=novelty_gap,
+                                device=device, pretrained=pretrained, precision=precision, exact=exact,
+                                text_encoder=text_encoder)  # fmt: skip
+        render.table(results.drop(columns=["video_id"]) if fmt == "table" else results, fmt)
+        return
+    from vadindex.search.query import query_hits
+
+    hits = query_hits(index, text, image=image, k=k, video=video, device=device, pretrained=pretrained,
+                      precision=precision, exact=exact, text_encoder=text_encoder)  # fmt: skip
     if html:
         from vadindex.report.hits import write_hits_page
 
-        page = write_hits_page(index, results, html, query=text, image=image, options=page_options)
+        page_options = ReportOptions(**given(ReportOptions, options))
+        page = write_hits_page(index, hits.to_frame(), html, query=text, image=image, options=page_options)
         log.info("wrote %s", page)
-    render.table(results.drop(columns=["video_id"]) if fmt == "table" else results, fmt)
+    shown = {c: v for c, v in hits.columns.items() if fmt != "table" or c != "video_id"}
+    render.columns(shown, fmt)

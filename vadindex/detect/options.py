@@ -18,7 +18,7 @@ from vadindex.errors import InputError
 from vadindex.options import Options, convert, field_type, option
 
 #: Keys of a ``--config`` file besides the options: what to compare with, and the ground truth.
-CONFIG_INPUTS = ("prompts", "normal_prompts", "annotations")
+CONFIG_INPUTS = ("prompts", "normal_prompts", "annotations", "anomaly_examples", "normal_examples")
 #: Sections of a config file that ``detect`` ignores (``vadindex tune`` writes its report there).
 CONFIG_IGNORED = ("tuning",)
 
@@ -42,7 +42,8 @@ class DetectOptions(Options):
     top_k: int = option(C.DEFAULT_PROMPT_TOP_K, "Classes that vote in the topk rule.")
     calibrate: str = option(
         C.DEFAULT_CALIBRATE,
-        "Calibrate each class against its similarities over the whole index.",
+        "Calibrate each class (and the novelty) against its values over the index, or each camera or "
+        "video (--calibrate-by).",
         choices=C.CALIBRATIONS,
     )
     smooth: int = option(
@@ -67,6 +68,35 @@ class DetectOptions(Options):
         None, "max/topk-mean: threshold on the video score. [default: --segment-threshold]"
     )
     video_top_k: int = option(C.DEFAULT_VIDEO_TOP_K, "topk-mean: segments averaged.")
+    # Fields added after 0.2 go last, so positional construction keeps its meaning.
+    calibrate_by: str = option(
+        C.DEFAULT_CALIBRATE_BY,
+        "Calibrate (classes and novelty) against every segment of the index, of the segment's camera, "
+        "or of its video.",
+        choices=C.CALIBRATION_GROUPS,
+    )
+    novelty: int = option(
+        C.DEFAULT_NOVELTY,
+        "Novelty: one minus the mean cosine of each segment to its K nearest segments of the same camera "
+        "(0: off).",
+        metavar="K",
+    )
+    novelty_gap: float = option(
+        C.DEFAULT_NOVELTY_GAP,
+        "Novelty: segments of the same video starting at most this many seconds away are not neighbours.",
+    )
+    novelty_weight: float = option(
+        C.DEFAULT_NOVELTY_WEIGHT, "Novelty's weight in the segment score: 0 text only, 1 novelty only."
+    )
+    example_weight: float = option(
+        C.DEFAULT_EXAMPLE_WEIGHT,
+        "Weight of a class's examples against its texts in its embedding (0 texts, 1 examples).",
+    )
+    use_labels: bool = option(
+        False,
+        "Turn the reviewer labels stored in the index (`vadindex label`) into example classes; metrics then "
+        "leave the labelled segments out.",
+    )
 
     def __post_init__(self) -> None:
         check_rule(self.rule, self.calibrate, self.segment_threshold)
@@ -78,6 +108,17 @@ class DetectOptions(Options):
             raise InputError(f"--knn-k must be 0 or more, got {self.knn_k}")
         if not 0.0 <= self.knn_alpha <= 1.0:
             raise InputError(f"--knn-alpha must be in [0, 1], got {self.knn_alpha}")
+        if self.novelty < 0:
+            raise InputError(f"--novelty must be 0 or more, got {self.novelty}")
+        if not (math.isfinite(self.novelty_gap) and self.novelty_gap >= 0):
+            raise InputError(f"--novelty-gap must be 0 or more seconds, got {self.novelty_gap}")
+        for name, value in (("novelty-weight", self.novelty_weight), ("example-weight", self.example_weight)):
+            if not 0.0 <= value <= 1.0:
+                raise InputError(f"--{name} must be in [0, 1], got {value}")
+        if self.calibrate_by not in C.CALIBRATION_GROUPS:
+            raise InputError(
+                f"unknown --calibrate-by {self.calibrate_by!r}; choose one of {', '.join(C.CALIBRATION_GROUPS)}"
+            )
         if self.frame_votes < 1:
             raise InputError(f"--frame-votes must be at least 1, got {self.frame_votes}")
         check_video_options(self.video_agg, self.video_ratio, self.video_top_k, self.video_threshold)
@@ -131,7 +172,7 @@ def load_detect_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     # Here, not at the top: the CLI declares its options from this module without numpy or yaml.
     import yaml
 
-    from vadindex.detect.prompts import parse_prompt_yaml, safe_load_yaml
+    from vadindex.detect.prompts import parse_examples, parse_prompt_yaml, safe_load_yaml
 
     file = Path(path).expanduser()
     try:
@@ -159,10 +200,13 @@ def load_detect_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         else:
             out[name] = convert(value, field_type(DetectOptions, name), f"{file}: {key}")
     if isinstance(out.get("prompts"), dict):
-        out["prompts"] = parse_prompt_yaml(out["prompts"], f"{file}: prompts")
+        out["prompts"] = parse_prompt_yaml(out["prompts"], f"{file}: prompts", base=file.parent)
     if out.get("annotations"):
         ann = Path(str(out["annotations"])).expanduser()
         out["annotations"] = str(ann if ann.is_absolute() else file.parent / ann)
+    for key in ("anomaly_examples", "normal_examples"):
+        if out.get(key):  # image files are taken relative to the config file
+            out[key] = list(parse_examples(out[key], f"{file}: {key}", file.parent))
     return out
 
 

@@ -19,8 +19,22 @@ YAML layout (``vadindex/detect/prompt_sets/*.yaml`` are the built-in sets)::
     anomaly:                       # class -> prompts (a list or one string)
       Fighting: ["people fighting", "a brawl"]
       Fire: "a building on fire"
+      Loitering:                   # or prompts and/or examples
+        prompts: ["a person waiting by a door for a long time"]
+        examples: ["loiter.jpg", "cam3/2024-05-01.mp4@125.5", "9f3c0a1b2c3d4e5f6a7b:42"]
     normal:                        # the same, or a plain list (each prompt its own class)
       Street: ["people walking calmly", "an empty street"]
+
+**Examples.** A class may list ``examples`` besides (or instead of) prompts: image files (relative
+to the YAML file), or segments of the index as ``VIDEO@SECONDS`` or ``VIDEO_ID:SEGMENT``. Image
+examples are embedded by the index's image encoder (once: cached in the index), segment examples
+are the stored segment vectors. With ``t_c`` the class's text embedding above and
+``x_c = normalise(mean_e x_e)`` the mean of its examples' unit embeddings, the class embedding is::
+
+    e_c = normalise((1 - beta) t_c + beta x_c)      (t_c alone without examples, x_c alone without texts)
+
+with ``beta`` the example weight (``--example-weight``, 0.5): again a fixed linear combination, so
+its similarities follow from those to ``t_c`` and ``x_c`` (:func:`vadindex.detect.similarity.mix_examples`).
 
 Inline prompts (``"a fire; people fighting"``) and text files keep their old meaning: every prompt is
 its own class and the only template is ``"{}"``.
@@ -42,6 +56,9 @@ from vadindex.errors import InputError
 BUILTIN_DIR = Path(__file__).parent / "prompt_sets"
 PLAIN_TEMPLATE = "{}"
 _YAML_KEYS = {"name", "description", "templates", "anomaly", "normal"}
+_CLASS_KEYS = {"prompts", "examples"}
+#: Names of the classes ``--anomaly-examples`` / ``--normal-examples`` add.
+EXAMPLE_CLASS = {True: "examples (anomaly)", False: "examples (normal)"}
 
 
 #: Normal-activity prompts used when ``--normal-prompts`` is not given: everyday scenes that
@@ -129,6 +146,8 @@ class PromptClass:
     name: str
     prompts: tuple[str, ...]
     anomaly: bool
+    #: Image files or segments (``VIDEO@SECONDS``, ``VIDEO_ID:SEGMENT``) that show the class.
+    examples: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,8 +194,41 @@ class ClassPromptSet:
         weights = np.zeros((len(self.classes), len(index)), dtype=np.float64)
         for i, cls in enumerate(self.classes):
             cols = [index[t] for t in self.class_texts(cls)]
-            weights[i, cols] += 1.0 / len(cols)
+            if cols:  # a class of examples only has no texts
+                weights[i, cols] += 1.0 / len(cols)
         return weights
+
+    @property
+    def has_examples(self) -> bool:
+        """True when some class has examples."""
+        return any(c.examples for c in self.classes)
+
+    def with_examples(self, examples: list[tuple[str, bool, str | None]]) -> ClassPromptSet:
+        """The set with more examples: each ``(example, anomaly, class name)`` joins the class of
+        that name (of the same kind), or a new class of examples only; no name: the class
+        :data:`EXAMPLE_CLASS` of its kind (what ``--anomaly-examples`` and ``--normal-examples`` add).
+
+        Raises:
+            InputError: a name that is a class of the other kind.
+        """
+        classes = list(self.classes)
+        for example, anomaly, name in examples:
+            name = name or EXAMPLE_CLASS[anomaly]
+            at = next((i for i, c in enumerate(classes) if c.name == name), None)
+            if at is None:
+                classes.append(PromptClass(name, (), anomaly, (example,)))
+                continue
+            cls = classes[at]
+            if cls.anomaly != anomaly:
+                kind = "an anomaly" if cls.anomaly else "a normal"
+                raise InputError(
+                    f"example {example}: {name!r} is {kind} class, not {'anomaly' if anomaly else 'normal'}"
+                )
+            if example not in cls.examples:
+                classes[at] = PromptClass(cls.name, cls.prompts, cls.anomaly, (*cls.examples, example))
+        # Anomaly classes first, as everywhere.
+        ordered = tuple(c for c in classes if c.anomaly) + tuple(c for c in classes if not c.anomaly)
+        return ClassPromptSet(self.name, ordered, self.templates, self.source)
 
     def with_normal(self, normal_prompts: str | list[str] | tuple[str, ...]) -> ClassPromptSet:
         """The same anomaly classes with other normal prompts, each its own class."""
@@ -192,12 +244,23 @@ class ClassPromptSet:
         return ClassPromptSet(self.name, classes, self.templates, self.source)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON/YAML-ready: name, templates, and class -> prompts for anomaly and normal classes."""
+        """JSON/YAML-ready: name, templates, and class -> prompts (and examples) for anomaly and
+        normal classes."""
+
+        def body(c: PromptClass) -> Any:
+            if not c.examples:
+                return list(c.prompts)
+            return (
+                {"prompts": list(c.prompts), "examples": list(c.examples)}
+                if c.prompts
+                else {"examples": list(c.examples)}
+            )
+
         return {
             "name": self.name,
             "templates": list(self.templates),
-            "anomaly": {c.name: list(c.prompts) for c in self.classes if c.anomaly},
-            "normal": {c.name: list(c.prompts) for c in self.classes if not c.anomaly},
+            "anomaly": {c.name: body(c) for c in self.classes if c.anomaly},
+            "normal": {c.name: body(c) for c in self.classes if not c.anomaly},
         }
 
 
@@ -226,20 +289,59 @@ def _prompt_list(value: Any, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _classes(value: Any, anomaly: bool, where: str) -> list[PromptClass]:
+def _classes(value: Any, anomaly: bool, where: str, base: Path | None) -> list[PromptClass]:
     what = "anomaly" if anomaly else "normal"
     if isinstance(value, list) and not anomaly:
         return [PromptClass(p, (p,), False) for p in _prompt_list(value, f"{where}: {what}")]
     if not isinstance(value, dict) or not value:
         raise InputError(f"{where}: '{what}' must map class names to prompts")
-    return [
-        PromptClass(str(name).strip(), _prompt_list(prompts, f"{where}: {what} class {name!r}"), anomaly)
-        for name, prompts in value.items()
-    ]
+    out = []
+    for name, body in value.items():
+        at = f"{where}: {what} class {name!r}"
+        if not isinstance(body, dict):
+            out.append(PromptClass(str(name).strip(), _prompt_list(body, at), anomaly))
+            continue
+        unknown = set(map(str, body)) - _CLASS_KEYS
+        if unknown:
+            raise InputError(f"{at}: unknown keys {', '.join(sorted(unknown))}; allowed: prompts, examples")
+        prompts = _prompt_list(body["prompts"], at) if body.get("prompts") else ()
+        examples = parse_examples(body["examples"], f"{at}: examples", base) if body.get("examples") else ()
+        if not prompts and not examples:
+            raise InputError(f"{at}: needs prompts or examples")
+        out.append(PromptClass(str(name).strip(), prompts, anomaly, examples))
+    return out
 
 
-def parse_prompt_yaml(data: Any, where: str, default_name: str = "custom") -> ClassPromptSet:
+def parse_examples(value: Any, where: str, base: Path | None = None) -> tuple[str, ...]:
+    """Examples from a list or ``;``-separated text: image files (relative ones taken from ``base``
+    when they exist there) or segments (``VIDEO@SECONDS``, ``VIDEO_ID:SEGMENT``), kept as given
+    otherwise; duplicates dropped, order kept."""
+    items = value.split(";") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise InputError(f"{where}: expected a list of image files or segments")
+    out = []
+    for item in items:
+        if not isinstance(item, (str, int, float)) or not str(item).strip():
+            if isinstance(item, str):
+                continue  # an empty entry between two ';'
+            raise InputError(f"{where}: every example must be an image file or a segment, got {item!r}")
+        text = str(item).strip()
+        path = Path(text).expanduser()
+        if base is not None and not path.is_absolute() and _is_file(base / path):
+            text = str(base / path)
+        out.append(text)
+    if not out:
+        raise InputError(f"{where}: no examples given")
+    return tuple(dict.fromkeys(out))
+
+
+def parse_prompt_yaml(
+    data: Any, where: str, default_name: str = "custom", base: Path | None = None
+) -> ClassPromptSet:
     """Validate a loaded YAML document and turn it into a :class:`ClassPromptSet`.
+
+    Args:
+        base: the folder relative example image paths are taken from (the YAML file's).
 
     Raises:
         InputError: with a one-line message starting with ``where``.
@@ -258,9 +360,9 @@ def parse_prompt_yaml(data: Any, where: str, default_name: str = "custom") -> Cl
     for t in templates:
         if t.count("{}") != 1:
             raise InputError(f"{where}: template {t!r} must contain '{{}}' exactly once")
-    anomaly = _classes(data["anomaly"], True, where)
+    anomaly = _classes(data["anomaly"], True, where, base)
     normal = (
-        _classes(data["normal"], False, where)
+        _classes(data["normal"], False, where, base)
         if data.get("normal")
         else [PromptClass(p, (p,), False) for p in DEFAULT_NORMAL_PROMPTS]
     )
@@ -301,7 +403,7 @@ def load_prompt_yaml(path: str | os.PathLike[str]) -> ClassPromptSet:
         at = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InputError(f"{file}: not valid YAML{at} ({problem})") from None
-    return parse_prompt_yaml(data, str(file), file.stem)
+    return parse_prompt_yaml(data, str(file), file.stem, file.parent)
 
 
 def load_prompt_set(

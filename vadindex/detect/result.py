@@ -61,7 +61,8 @@ class DetectResult:
             cols[name] = names[cols[name]]
         label = cols["label"]
         cols["label"] = pd.arrays.IntegerArray(label.astype(np.int8), label < 0)
-        return pd.DataFrame({c: cols[c] for c in SEGMENT_OUTPUT_COLUMNS})
+        extra = [c for c in OPTIONAL_SEGMENT_COLUMNS if c in cols]
+        return pd.DataFrame({c: cols[c] for c in (*SEGMENT_OUTPUT_COLUMNS, *extra)})
 
     @property
     def n_segments(self) -> int:
@@ -129,6 +130,9 @@ SEGMENT_OUTPUT_COLUMNS = (
     "video", "segment", "start", "end", "score", "anomalous", "best_prompt", "best_class",
     "best_anomaly_sim", "best_normal_sim", "label", "video_id",
 )  # fmt: skip
+#: Columns added when a detection has them: ``novelty`` (raw, with ``--novelty``) and ``reviewed``
+#: (a reviewer's ``normal``/``anomaly``, empty elsewhere, with ``--use-labels``).
+OPTIONAL_SEGMENT_COLUMNS = ("novelty", "reviewed")
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

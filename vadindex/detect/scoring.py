@@ -15,18 +15,24 @@ temperature, 100 for the OpenAI and LAION models).
 The full pipeline (:func:`apply_rule`) works on classes ``c`` (a class is one prompt, or an ensemble of
 prompts and templates, see :mod:`vadindex.promptsets`) and adds, in this order:
 
-1. Calibration (``--calibrate``), per class against its distribution over all ``n`` segments of the
-   index, so one threshold means the same for every prompt and model:
-   ``zscore``: ``Z[i, c] = (S[i, c] - mean_j S[j, c]) / std_j S[j, c]``;
-   ``percentile``: ``P[i, c] = #{j : S[j, c] <= S[i, c]} / n`` (empirical CDF, in (0, 1]).
+1. Calibration (``--calibrate``), per class against its distribution over the ``n_g`` segments of
+   the segment's calibration group ``g(i)`` (``--calibrate-by``: the whole index, the segment's
+   camera, or its video), so one threshold means the same for every prompt and model:
+   ``zscore``: ``Z[i, c] = (S[i, c] - mean_{j in g(i)} S[j, c]) / std_{j in g(i)} S[j, c]``;
+   ``percentile``: ``P[i, c] = #{j in g(i) : S[j, c] <= S[i, c]} / n_g`` (empirical CDF, in (0, 1]).
    A calibrated score is ``a_i = max_{c in A} Z[i, c]`` (or ``P``): how unusually close the segment is
    to its nearest anomaly class; ``balanced`` then requires ``max_A Z > max_N Z``. Without
    calibration the score is the softmax mass above.
 2. ``frame-vote``: each stored frame ``f`` gets a score ``a_f`` as in 1 (frame calibration is against
-   all frames); segment ``i`` with frames ``F_i`` scores ``a_i = m-th largest {a_f : f in F_i}`` with
-   ``m = min(--frame-votes, |F_i|)``, so ``a_i >= tau`` exactly when at least ``m`` frames vote
-   anomalous. ``topk`` keeps the score ``a_i`` of 1 but decides by the vote share
-   ``v_i = |topk_c S[i, c] & A| / k`` (on calibrated values when calibrated): ``v_i > 1/2``.
+   the frames of the same group); segment ``i`` with frames ``F_i`` scores
+   ``a_i = m-th largest {a_f : f in F_i}`` with ``m = min(--frame-votes, |F_i|)``, so ``a_i >= tau``
+   exactly when at least ``m`` frames vote anomalous. ``topk`` keeps the score ``a_i`` of 1 but
+   decides by the vote share ``v_i = |topk_c S[i, c] & A| / k`` (on calibrated values when
+   calibrated): ``v_i > 1/2``.
+2b. Novelty (``--novelty K``, ``--novelty-weight w``): with ``nu_i`` the segment's novelty (one minus
+   its mean cosine to its ``K`` nearest segments of the same camera, see :mod:`vadindex.detect.novelty`)
+   calibrated like a class column (``none``: as it is), ``a_i <- (1 - w) a_i + w nu_i``; ``w = 0`` is
+   text only, ``w = 1`` novelty only. ``topk`` still decides by its votes.
 3. kNN refinement (``--knn-k K``, ``--knn-alpha alpha``), with ``N_K(i)`` the ``K`` segments of the
    index nearest to segment ``i`` (cosine of the segment vectors, itself excluded):
    ``a'_i = (1 - alpha) a_i + alpha * mean_{j in N_K(i)} a_j``.
@@ -142,21 +148,133 @@ def decide_segments(
     return (scores.score >= params.segment_threshold) & (scores.best_anomaly > scores.best_normal)
 
 
-def calibrate_similarities(sims: np.ndarray, method: str) -> np.ndarray:
-    """Calibrate every column against its own distribution over the rows (see the module docstring)."""
+def group_codes(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct group keys and each row's position among them (``np.unique(..., return_inverse=True)``)."""
+    g = np.asarray(groups)
+    keys, codes = np.unique(g if g.dtype.kind in "iub" else g.astype(str), return_inverse=True)
+    return keys, codes.reshape(-1).astype(np.int64)
+
+
+def calibrate_similarities(sims: np.ndarray, method: str, groups: np.ndarray | None = None) -> np.ndarray:
+    """Calibrate every column against its own distribution over the rows of the same group.
+
+    Args:
+        sims: ``(n, C)`` values (class similarities, or a novelty column).
+        method: ``none``, ``zscore`` or ``percentile`` (see the module docstring).
+        groups: the calibration group of every row (any keys); ``None``: one group, all rows.
+
+    Returns:
+        ``(n, C)`` calibrated values (float32 for ``none``, float64 otherwise).
+    """
     if method == "none":
         return np.asarray(sims, dtype=np.float32)  # used as is: no need for a float64 copy
+    if method not in CALIBRATIONS:
+        raise InputError(f"unknown calibration {method!r}; choose one of {', '.join(CALIBRATIONS)}")
     s = np.asarray(sims, dtype=np.float64)
-    if method == "zscore":
-        std = s.std(axis=0)
-        return (s - s.mean(axis=0)) / np.where(std > 1e-12, std, 1.0)
-    if method == "percentile":
+    if groups is None or len(s) == 0:
+        if method == "zscore":
+            std = s.std(axis=0)
+            return (s - s.mean(axis=0)) / np.where(std > 1e-12, std, 1.0)
         out = np.empty_like(s)
         for c in range(s.shape[1]):
             col = np.sort(s[:, c])
             out[:, c] = np.searchsorted(col, s[:, c], side="right") / max(len(col), 1)
         return out
-    raise InputError(f"unknown calibration {method!r}; choose one of {', '.join(CALIBRATIONS)}")
+    _, codes = group_codes(groups)
+    count = np.bincount(codes).astype(np.float64)
+    if method == "zscore":
+        out = np.empty_like(s)
+        for c in range(s.shape[1]):
+            mean = np.bincount(codes, weights=s[:, c]) / count
+            centred = s[:, c] - mean[codes]
+            std = np.sqrt(np.bincount(codes, weights=centred * centred) / count)
+            out[:, c] = centred / np.where(std > 1e-12, std, 1.0)[codes]
+        return out
+    return _grouped_percentile(s, codes, count)
+
+
+def _grouped_percentile(s: np.ndarray, codes: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``#{j in g(i) : s_j <= s_i} / n_g`` for every column, by one sort per column (no loop over groups)."""
+    n = len(s)
+    first = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    out = np.empty_like(s)
+    brk = np.empty(n, dtype=bool)
+    for c in range(s.shape[1]):
+        order = np.lexsort((s[:, c], codes))
+        v, g = s[order, c], codes[order]
+        # The rows <= s_i in its group end at the last row of its run of equal values.
+        brk[-1] = True
+        np.not_equal(v[1:], v[:-1], out=brk[:-1])
+        brk[:-1] |= g[1:] != g[:-1]
+        ends = np.flatnonzero(brk)
+        run = np.concatenate([[0], np.cumsum(brk[:-1])])
+        out[order, c] = (ends[run] + 1 - first[g]) / count[g]
+    return out
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The per-class statistics of a calibration, fitted on some rows and applicable to others.
+
+    ``detect`` calibrates the index's rows against themselves (:func:`calibrate_similarities`, by
+    group with ``--calibrate-by``); ``watch`` fits these statistics on the index's history and
+    applies them to segments as they arrive.
+    """
+
+    method: str
+    n: int
+    mean: np.ndarray | None = None  # zscore: per class
+    std: np.ndarray | None = None
+    sorted_columns: np.ndarray | None = None  # percentile: (n_classes, n), each row sorted
+
+    @classmethod
+    def fit(cls, sims: np.ndarray, method: str) -> Calibration:
+        """The statistics of ``method`` over the rows of ``(n, n_classes)`` similarities."""
+        s = np.asarray(sims, dtype=np.float64)
+        if method == "none":
+            return cls(method, len(s))
+        if method == "zscore":
+            std = s.std(axis=0)
+            return cls(method, len(s), mean=s.mean(axis=0), std=np.where(std > 1e-12, std, 1.0))
+        if method == "percentile":
+            return cls(method, len(s), sorted_columns=np.sort(s.T, axis=1))
+        raise InputError(f"unknown calibration {method!r}; choose one of {', '.join(CALIBRATIONS)}")
+
+    def apply(self, sims: np.ndarray) -> np.ndarray:
+        """Calibrated values of ``(m, n_classes)`` similarities against the fitted rows (the same
+        formulas as :func:`calibrate_similarities`)."""
+        if self.method == "none":
+            return np.asarray(sims, dtype=np.float32)
+        s = np.asarray(sims, dtype=np.float64)
+        if self.method == "zscore":
+            assert self.mean is not None and self.std is not None
+            return (s - self.mean) / self.std
+        assert self.sorted_columns is not None
+        out = np.empty_like(s)
+        for c, col in enumerate(self.sorted_columns):
+            out[:, c] = np.searchsorted(col, s[:, c], side="right") / max(self.n, 1)
+        return out
+
+
+def calibration_groups(
+    by: str, video_ids: np.ndarray | None, cameras: np.ndarray | None
+) -> np.ndarray | None:
+    """The calibration group of every segment for ``--calibrate-by``: ``None`` for the whole index,
+    each segment's camera (its video when cameras are unknown), or its video."""
+    if by == "index":
+        return None
+    groups = cameras if by == "camera" and cameras is not None else video_ids
+    if groups is None:
+        raise InputError(f"--calibrate-by {by} needs the video of every segment")
+    return np.asarray(groups)
+
+
+def mix_novelty(score: np.ndarray, novelty: np.ndarray, weight: float) -> np.ndarray:
+    """``(1 - w) a_i + w nu_i``: the segment score with (calibrated) novelty mixed in."""
+    a = np.asarray(score, dtype=np.float64)
+    if weight == 0:
+        return a
+    return (1.0 - weight) * a + weight * np.asarray(novelty, dtype=np.float64)
 
 
 def class_scores(
@@ -166,19 +284,21 @@ def class_scores(
     calibrate: str,
     values: np.ndarray | None = None,
     cols: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-row anomaly score and the calibrated best anomaly and best normal values.
 
     Args:
-        values: ``calibrate_similarities(sims, calibrate)`` when the caller has it already.
+        values: ``calibrate_similarities(sims, calibrate, groups)`` when the caller has it already.
         cols: ``by_class(values)`` when the caller has it already.
+        groups: calibration group of every row (``None``: one group).
 
     Returns:
         ``(a, best_A, best_N)``: ``a`` is the softmax mass on anomaly classes without calibration and
         ``max_{c in A}`` of the calibrated values otherwise.
     """
     is_anomaly = np.asarray(is_anomaly, dtype=bool)
-    values = calibrate_similarities(sims, calibrate) if values is None else values
+    values = calibrate_similarities(sims, calibrate, groups) if values is None else values
     cols = by_class(values) if cols is None else cols
     best_a = cols[is_anomaly].max(axis=0) if len(values) else np.zeros(0)
     best_n = cols[~is_anomaly].max(axis=0) if len(values) else np.zeros(0)
@@ -266,6 +386,8 @@ class RuleResult:
     #: What the rule compares with zero besides the score (after kNN and smoothing): the balanced
     #: rule's ``max_A - max_N``, the topk rule's vote share minus one half.
     margin: np.ndarray | None = None
+    #: The calibrated novelty mixed into the score (``None`` when novelty is off).
+    novelty: np.ndarray | None = None
 
 
 def apply_rule(
@@ -280,6 +402,10 @@ def apply_rule(
     frame_row: np.ndarray | None = None,
     n_frames: np.ndarray | None = None,
     neighbours: np.ndarray | None = None,
+    novelty: np.ndarray | None = None,
+    cameras: np.ndarray | None = None,
+    calibration: Calibration | None = None,
+    frame_calibration: Calibration | None = None,
 ) -> RuleResult:
     """Score and decide every segment with the full pipeline of the module docstring.
 
@@ -292,6 +418,13 @@ def apply_rule(
         frame_sims, frame_row, n_frames: frame similarities and each segment's frame rows
             (needed by ``frame-vote``).
         neighbours: ``(n_segments, K)`` nearest segments (needed when ``knn_k > 0``).
+        novelty: each segment's raw novelty for ``params.novelty`` neighbours (needed when
+            ``novelty > 0`` and ``novelty_weight > 0``).
+        cameras: each segment's camera (any keys), for ``calibrate_by="camera"``; ``None``: every
+            video is its own camera.
+        calibration, frame_calibration: statistics to calibrate segments (frames) against, fitted
+            elsewhere (the index's history, by ``watch``); by default the rows given here are
+            calibrated against themselves, by ``calibrate_by`` group.
 
     Returns:
         A :class:`RuleResult`.
@@ -304,10 +437,23 @@ def apply_rule(
         raise InputError("scoring needs at least one anomaly prompt and one normal prompt")
     params.check_classes(sims.shape[1])
     n = len(sims)
-    values = calibrate_similarities(sims, params.calibrate)
+    if calibration is not None and calibration.method != params.calibrate:
+        raise ValueError(f"calibration is {calibration.method}, the options say {params.calibrate}")
+    groups = (
+        None
+        if params.calibrate == "none" or calibration is not None
+        else calibration_groups(params.calibrate_by, video_ids, cameras)
+    )
+    values = (
+        calibration.apply(sims)
+        if calibration is not None
+        else calibrate_similarities(sims, params.calibrate, groups)
+    )
     vcols = by_class(values)
     scols = vcols if params.calibrate == "none" else by_class(sims)
-    score, best_a, best_n = class_scores(sims, is_anomaly, logit_scale, params.calibrate, values, vcols)
+    score, best_a, best_n = class_scores(
+        sims, is_anomaly, logit_scale, params.calibrate, values, vcols, groups
+    )
     # The quantity each rule compares with zero besides the score: the balanced rule's margin, or
     # the topk rule's vote share above one half.
     margin = best_a - best_n
@@ -317,9 +463,26 @@ def apply_rule(
     elif params.rule == "frame-vote":
         if frame_sims is None or frame_row is None or n_frames is None:
             raise InputError("the frame-vote rule needs the index's frame embeddings")
-        frame_score, _, _ = class_scores(frame_sims, is_anomaly, logit_scale, params.calibrate)
+        frame_groups = frame_values = None
+        if frame_calibration is not None:
+            frame_values = frame_calibration.apply(frame_sims)
+        elif groups is not None:
+            rows, seg = frame_rows(frame_row, n_frames)
+            frame_groups = np.zeros(len(frame_sims), dtype=np.int64)
+            frame_groups[rows] = group_codes(groups)[1][seg]
+        frame_score, _, _ = class_scores(
+            frame_sims, is_anomaly, logit_scale, params.calibrate, frame_values, groups=frame_groups
+        )
         voted = kth_largest_per_segment(frame_score, frame_row, n_frames, params.frame_votes)
         score = np.where(np.isnan(voted), score, voted)
+    calibrated_novelty = None
+    if params.novelty > 0 and params.novelty_weight > 0:
+        if novelty is None or len(novelty) != n:
+            raise InputError("--novelty needs the novelty of every segment of the index")
+        calibrated_novelty = calibrate_similarities(np.asarray(novelty)[:, None], params.calibrate, groups)[
+            :, 0
+        ]
+        score = mix_novelty(score, calibrated_novelty, params.novelty_weight)
     raw = np.asarray(score, dtype=np.float64)
     score = raw
     if params.knn_k > 0:
@@ -333,20 +496,31 @@ def apply_rule(
             raise InputError("--smooth needs the video and position of every segment")
         score = smooth_scores(score, video_ids, position, params.smooth)
         margin = smooth_scores(margin, video_ids, position, params.smooth)
-    if params.rule == "topk":
-        anomalous = margin > 0
-    else:
-        anomalous = score >= params.segment_threshold
-        if params.rule == "balanced":
-            anomalous &= margin > 0
     anomaly_cols = np.flatnonzero(is_anomaly)
     return RuleResult(
         score=score,
-        anomalous=np.asarray(anomalous, dtype=bool),
+        anomalous=rule_decision(score, margin, params),
         raw_score=raw,
         best_class=argmax_rows(vcols) if n else np.zeros(0, np.int64),
         best_anomaly_class=anomaly_cols[argmax_rows(vcols[is_anomaly])] if n else np.zeros(0, np.int64),
         best_anomaly=scols[is_anomaly].max(axis=0) if n else np.zeros(0, np.float32),
         best_normal=scols[~is_anomaly].max(axis=0) if n else np.zeros(0, np.float32),
         margin=np.asarray(margin, dtype=np.float64),
+        novelty=calibrated_novelty,
     )
+
+
+def rule_decision(score: np.ndarray, margin: np.ndarray, params: DetectOptions) -> np.ndarray:
+    """The last step of every rule: compare the final score (and margin) with the threshold.
+
+    ``threshold`` and ``frame-vote``: ``score >= tau``; ``balanced``: also ``margin > 0``; ``topk``:
+    ``margin > 0`` (the vote share above one half).
+    """
+    score = np.asarray(score, dtype=np.float64)
+    margin = np.asarray(margin, dtype=np.float64)
+    if params.rule == "topk":
+        return margin > 0
+    anomalous = score >= params.segment_threshold
+    if params.rule == "balanced":
+        anomalous &= margin > 0
+    return np.asarray(anomalous, dtype=bool)

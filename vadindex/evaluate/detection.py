@@ -3,6 +3,7 @@ metrics with temporal annotations (the benchmarks' protocol; formulas in :mod:`v
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -27,12 +28,28 @@ def fill_from_annotations(vids: pd.DataFrame, videos: pd.DataFrame, truth: Groun
     vids["class"] = classes
 
 
+def without_segments(truth: GroundTruth, exclude: np.ndarray) -> GroundTruth:
+    """``truth`` with the ``exclude``-d segments (a boolean mask over index rows) and their frames
+    left out of every metric: their segment labels become unknown, their frames are dropped."""
+    mask = np.asarray(exclude, dtype=bool)
+    keep = ~mask[truth.group_segment]
+    frames = ~mask[truth.frame_segment]
+    return dataclasses.replace(
+        truth, segment_label=np.where(mask, -1, truth.segment_label).astype(np.int8),
+        frame_segment=truth.frame_segment[frames], frame_label=truth.frame_label[frames],
+        frame_video=truth.frame_video[frames], group_segment=truth.group_segment[keep],
+        group_label=truth.group_label[keep], group_count=truth.group_count[keep], group_video=truth.group_video[keep],
+    )  # fmt: skip
+
+
 def evaluate(
     vids: pd.DataFrame,
     seg_scores: np.ndarray,
     seg_anomalous: np.ndarray,
     truth: GroundTruth | None,
     video_ids: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
+    segment_video: np.ndarray | None = None,
 ) -> dict[str, Any] | None:
     """Video-level metrics (flat), plus frame, segment and per-class metrics with annotations.
 
@@ -41,10 +58,24 @@ def evaluate(
         seg_scores, seg_anomalous: final segment scores and decisions, in index row order.
         truth: matched annotations, or ``None``.
         video_ids: the index's video ids in the order ``truth`` uses.
+        exclude: segments to leave out (reviewer-labelled ones, whose scores their own labels
+            raised): frame and segment metrics skip them, video metrics skip the videos that hold
+            them (``segment_video``: each segment's position in ``video_ids``).
 
     Returns:
         ``None`` when nothing is labelled.
     """
+    excluded: dict[str, int] = {}
+    if exclude is not None and np.any(exclude):
+        if video_ids is None or segment_video is None:
+            raise ValueError("exclude needs video_ids and segment_video")
+        mask = np.asarray(exclude, dtype=bool)
+        held = set(np.asarray(video_ids)[np.unique(np.asarray(segment_video)[mask])].astype(str))
+        drop = vids["video_id"].astype(str).isin(held).to_numpy()
+        vids = vids[~drop]
+        excluded = {"excluded_segments": int(mask.sum()), "excluded_videos": int(drop.sum())}
+        if truth is not None:
+            truth = without_segments(truth, mask)
     labelled = vids["label"].notna().to_numpy()
     if not labelled.any() and truth is None:
         return None
@@ -74,6 +105,7 @@ def evaluate(
         if truth.missing:
             metrics["annotations_missing_examples"] = truth.missing[:5]
     metrics["per_class"] = _per_class(vids[labelled], truth, video_ids, seg_scores)
+    metrics.update(excluded)
     return metrics
 
 

@@ -16,6 +16,7 @@ from vadindex.errors import StoreError
 from vadindex.files import file_record
 from vadindex.index import faiss_index
 from vadindex.index.manifest import (
+    ADDED_VIDEO_COLUMNS,
     FAILURES,
     MANIFEST,
     METRIC,
@@ -291,7 +292,7 @@ def _check_videos(folder: Path, m: IndexManifest, found: _Findings) -> pd.DataFr
     videos = found.guarded(m.videos_file, lambda: pd.read_parquet(folder / m.videos_file))
     if videos is None:
         return None
-    lacking = [c for c in VIDEO_COLUMNS if c not in videos.columns]
+    lacking = [c for c in VIDEO_COLUMNS if c not in videos.columns and c not in ADDED_VIDEO_COLUMNS]
     if not found.expect(not lacking, f"{m.videos_file}: lacks columns {lacking}"):
         return None
     found.expect(

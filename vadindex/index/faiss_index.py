@@ -304,6 +304,33 @@ def reconstruct(index: Any, rows: np.ndarray) -> np.ndarray:
     return np.stack([index.reconstruct(int(r)) for r in rows])
 
 
+def cells(index: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """The IVF cells of an index: ``(centroids (nlist, d), cell of every row it holds)``.
+
+    Read from the inverted lists (no vector is searched). ``None`` for an index without cells
+    (``flat``'s single list, ``hnsw``).
+    """
+    ivf = _ivf(index)
+    if ivf is None or ivf.nlist <= 1:
+        return None
+    centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist)
+    cell = np.full(ivf.ntotal, -1, dtype=np.int64)
+    lists = ivf.invlists
+    for c in range(ivf.nlist):
+        size = lists.list_size(c)
+        if size:
+            ids = faiss.rev_swig_ptr(lists.get_ids(c), size)
+            cell[np.asarray(ids, dtype=np.int64)] = c
+    return np.asarray(centroids, dtype=np.float32), cell
+
+
+def assign_cells(index: Any, vectors: np.ndarray) -> np.ndarray:
+    """The IVF cell each vector falls in (what adding it would do)."""
+    ivf = _ivf(index)
+    _, cell = ivf.quantizer.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
+    return cell[:, 0].astype(np.int64)
+
+
 def configure(index: Any, nprobe: int | None = None, ef_search: int | None = None) -> Any:
     """Set search-time parameters (cells visited, graph breadth); returns ``index``."""
     ivf = _ivf(index)

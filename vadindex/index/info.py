@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from vadindex.index.labels import read_labels
 from vadindex.index.manifest import FAILURES
 from vadindex.index.reader import IndexSnapshot, open_index
 
@@ -20,8 +21,9 @@ def index_info(index: str | os.PathLike[str] | IndexSnapshot) -> dict[str, Any]:
         ``faiss_covered`` (segments the FAISS file holds), ``precision`` (the image encoder's
         arithmetic over all parts), ``bytes`` (the size of the committed files), ``thumbnails``
         (segments with a stored thumbnail, ``build --thumbnails``), ``engines`` (parts built by
-        each ``build --engine``), ``search`` (the
-        FAISS index type as built) and ``path``.
+        each ``build --engine``), ``search`` (the FAISS index type as built), ``cameras``
+        (``named``: videos per named camera; ``own``: videos on a camera of their own), ``labels``
+        (the reviewer labels, see :func:`vadindex.index.labels.read_labels`) and ``path``.
     """
     snap = index if isinstance(index, IndexSnapshot) else open_index(index)
     m = snap.manifest
@@ -35,6 +37,10 @@ def index_info(index: str | os.PathLike[str] | IndexSnapshot) -> dict[str, Any]:
     data["thumbnails"] = sum(p.thumbnails for p in m.parts)
     data["engines"] = dict(sorted(Counter(p.engine for p in m.parts).items()))
     data["path"] = str(snap.path)
+    named = snap.videos["camera"].dropna().astype(str) if len(snap.videos) else []
+    named = [c for c in named if c]
+    data["cameras"] = {"named": dict(Counter(named).most_common()), "own": int(len(snap.videos) - len(named))}
+    data["labels"] = read_labels(snap).to_dict()
     if m.faiss_file:
         from vadindex.index import faiss_index  # imports faiss
 

@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 from vadindex.errors import StoreError
-from vadindex.index.manifest import CACHE, LOCK, MANIFEST, OWN_FILE, OWN_PART, PARTS
+from vadindex.index.manifest import ALERTS, ALERTS_DIR, CACHE, LOCK, MANIFEST, OWN_FILE, OWN_PART, PARTS
 
 
 def foreign_files(path: Path) -> list[str]:
@@ -20,7 +20,7 @@ def foreign_files(path: Path) -> list[str]:
     for entry in path.iterdir():
         if entry.name == PARTS and entry.is_dir():
             foreign += [f"{PARTS}/{f.name}" for f in entry.iterdir() if not OWN_PART.match(f.name)]
-        elif entry.name not in (LOCK, CACHE) and not OWN_FILE.match(entry.name):
+        elif entry.name not in (LOCK, CACHE, ALERTS, ALERTS_DIR) and not OWN_FILE.match(entry.name):
             foreign.append(entry.name)
     return sorted(foreign)
 

@@ -25,6 +25,12 @@ FAILURES = "failures.csv"
 METRIC = "inner_product"
 PARTS = "parts"
 CACHE = "cache"
+#: ``vadindex watch``'s alert log and the thumbnails of its alerts, kept beside the index they describe.
+ALERTS = "alerts.jsonl"
+ALERTS_DIR = "alerts"
+#: Reviewer labels (``vadindex label``): not part of any generation, rewritten whole on each change.
+LABELS = "labels.json"
+LABELS_LOCK = ".labels.lock"
 #: Names an index writes in its folder and in ``parts/``, with the ``.NAME.tmp-PID`` files of atomic writes.
 OWN_FILE = re.compile(
     r"^\.?(manifest\.json|failures\.csv|index\.g\d+\.faiss|videos\.g\d+\.parquet)(\.tmp-\d+)?$"
@@ -37,8 +43,15 @@ SEGMENT_COLUMNS = [
 ]  # fmt: skip
 VIDEO_COLUMNS = [
     "video_id", "video", "path", "label", "class", "duration", "n_frames", "width", "height",
-    "codec", "n_segments", "first_row", "warning", "added",
+    "codec", "n_segments", "first_row", "warning", "added", "camera",
 ]  # fmt: skip
+#: Video-table columns only ``vadindex watch`` writes (absent from indexes that were only built): the
+#: wall-clock time (Unix seconds) and stream timestamp (seconds) at which a recording chunk starts.
+#: A segment's own times are these plus its ``start``.
+LIVE_VIDEO_COLUMNS = ["wall_start", "stream_start"]
+#: Video columns that later versions added, and what an older index's videos hold instead (readers
+#: fill them in, so an old index reads like a new one). ``camera``: none, each video is its own.
+ADDED_VIDEO_COLUMNS = {"camera": None}
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from vadindex.index.manifest import (
     FAILURES,
     FORMAT_COMPLETE,
     FORMAT_VERSION,
+    LIVE_VIDEO_COLUMNS,
     MANIFEST,
     OWN_FILE,
     OWN_PART,
@@ -301,7 +302,8 @@ class IndexWriter:
             thumbs = _part_thumbnails(pending)
             if thumbs is not None:
                 written[f"{PARTS}/{part}.{THUMBNAILS}"] = lambda f: save_thumbnails(f, *thumbs)
-            new_videos = pd.DataFrame(video_rows, columns=VIDEO_COLUMNS)
+            live = [c for c in LIVE_VIDEO_COLUMNS if any(c in v for v in video_rows)]
+            new_videos = pd.DataFrame(video_rows, columns=VIDEO_COLUMNS + live)
             videos = new_videos if videos.empty else pd.concat([videos, new_videos], ignore_index=True)
             n_thumbs = 0 if thumbs is None else sum(b is not None for b in thumbs[1])
             parts = (*parts, Part(part, len(segments), int(n_frames.sum()), precision, n_thumbs, self.engine))

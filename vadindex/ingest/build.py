@@ -30,7 +30,7 @@ from vadindex.index.manifest import LOCK, MANIFEST, PARTS, read_manifest
 from vadindex.index.writer import IndexWriter, PendingVideo
 from vadindex.ingest.options import BuildOptions
 from vadindex.ingest.ray_engine import RayEngine
-from vadindex.ingest.sources import VideoRoots, VideoSource, collect_sources, fingerprint
+from vadindex.ingest.sources import VideoRoots, VideoSource, assign_cameras, collect_sources, fingerprint
 from vadindex.ingest.video import encoder_precision, failure_reason, ingest_for_build
 from vadindex.models.identity import Encoder
 
@@ -119,6 +119,21 @@ def plan_build(
             that is not passed again.
     """
     path = Path(index).expanduser()
+    resolved, settings = resolve_options(path, options)
+    videos, unreadable = collect_sources(sources, manifest, VideoRoots.parse(options.video_root))
+    videos = assign_cameras(videos, options.camera, options.camera_from)
+    if not videos:
+        detail = "; ".join(f"{p}: {r}" for p, r in unreadable) or "no sources given"
+        raise InputError(f"no videos to index ({detail})")
+    return BuildPlan(path, resolved, settings, tuple(videos), tuple(unreadable))
+
+
+def resolve_options(path: Path, options: BuildOptions) -> tuple[BuildOptions, SamplingSettings]:
+    """``options`` with the model and sampling filled in: the index's when it exists, else the defaults.
+
+    Raises:
+        InputError: bad sampling, or an index built from a checkpoint file that is not passed again.
+    """
     existing = read_manifest(path) if (path / MANIFEST).exists() else None
     model, pretrained, fps, seconds = options.model, options.pretrained, options.fps, options.segment_seconds
     if existing is not None:
@@ -136,12 +151,7 @@ def plan_build(
         segment_seconds=seconds if seconds is not None else DEFAULT_SEGMENT_SECONDS,
     )
     settings.validate()
-    videos, unreadable = collect_sources(sources, manifest, VideoRoots.parse(options.video_root))
-    if not videos:
-        detail = "; ".join(f"{p}: {r}" for p, r in unreadable) or "no sources given"
-        raise InputError(f"no videos to index ({detail})")
-    resolved = options.replace(model=model or DEFAULT_MODEL, pretrained=pretrained)
-    return BuildPlan(path, resolved, settings, tuple(videos), tuple(unreadable))
+    return options.replace(model=model or DEFAULT_MODEL, pretrained=pretrained), settings
 
 
 @dataclass
@@ -339,9 +349,18 @@ def run_local(plan: BuildPlan, encoder: Encoder, ledger: BuildLedger) -> None:
 
 @contextlib.contextmanager
 def open_build(
-    plan: BuildPlan, encoder: Encoder | None = None, start: Callable[[], Encoder] | None = None
+    plan: BuildPlan,
+    encoder: Encoder | None = None,
+    threads: int | None = None,
+    start: Callable[[], Encoder] | None = None,
 ) -> Iterator[tuple[Encoder, IndexWriter]]:
-    """Lock the index, load the encoder (unless given) and open the writer; release all on exit.
+    """Lock the index, load the encoder (unless given; ``threads``: its CPU threads) and open the
+    writer; release all on exit.
+
+    An encoder loaded here remembers ``--precision auto``'s int8 verdict per weights and CPU (the
+    second build on a machine skips the check), and exports its text tower to ONNX for torch-free
+    queries, once per model on this machine
+    (:meth:`~vadindex.models.openclip.OpenClipEncoder.export_text_onnx`).
 
     The index is locked before the model loads, so a second build on the same index is refused at
     once; a folder this build created is removed again when the build fails to start.
@@ -349,6 +368,7 @@ def open_build(
     Args:
         plan: the build.
         encoder: an already-loaded encoder.
+        threads: the CPU threads of an encoder loaded here (``None``: chosen from the machine).
         start: called once the index is locked, instead of loading the model here: returns what the
             writer needs to know of the model (identity, dim, logit scale), e.g. from remote workers.
     """
@@ -361,7 +381,19 @@ def open_build(
         if encoder is None:
             from vadindex.models.openclip import load_encoder
 
-            encoder = load_encoder(o.model or DEFAULT_MODEL, o.pretrained, o.device, o.precision, o.backend)
+            model = load_encoder(
+                o.model or DEFAULT_MODEL,
+                o.pretrained,
+                o.device,
+                o.precision,
+                o.backend,
+                threads=threads,
+                remember_int8=True,
+            )
+            # torch is loaded now: export the text tower once, so queries need no torch (a no-op when
+            # done before on this machine, or for towers that cannot be exported).
+            model.export_text_onnx()
+            encoder = model
         writer = IndexWriter(
             plan.index,
             encoder.identity,

@@ -227,6 +227,12 @@ def _orient(img: np.ndarray, orientation: Orientation) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+def sample_image(frame: object, size: int, orientation: Orientation = IDENTITY) -> np.ndarray:
+    """A decoded frame as the encoder is fed it: shortest side scaled to ``size`` (bicubic),
+    centre-cropped to a square and turned upright (what ``build`` samples; ``watch`` uses it too)."""
+    return _orient(_resize_crop(frame, size), orientation)
+
+
 def _timestamp(t: float | None, times: Sequence[float], rate: float) -> tuple[float, str]:
     """A frame's time (``None`` when it has none) placed on a strictly increasing timeline.
 

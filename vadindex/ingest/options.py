@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from vadindex import config as C
 from vadindex.errors import InputError
-from vadindex.ingest.sources import VideoRoots
+from vadindex.ingest.sources import VideoRoots, check_camera_from
 from vadindex.options import Options, option
 
 
@@ -33,7 +33,10 @@ class BuildOptions(Options):
     segment_seconds: float | None = option(
         None, f"Segment length in seconds. [default: {C.DEFAULT_SEGMENT_SECONDS:g}, or the index's]"
     )
-    commit_every: int = option(C.DEFAULT_COMMIT_EVERY, "Videos per commit; a crash loses at most these.")
+    commit_every: int = option(
+        C.DEFAULT_COMMIT_EVERY,
+        "Videos per commit (and a commit at least once a minute); a crash loses at most these.",
+    )
     video_timeout: float | None = option(
         C.DEFAULT_VIDEO_TIMEOUT,
         "Abandon a video (reported as failed) that takes longer than this many seconds in all. "
@@ -56,8 +59,7 @@ class BuildOptions(Options):
     )
     backend: str = option(
         C.DEFAULT_BACKEND,
-        "Image-tower runtime; onnxruntime (CPU, fp32, same embeddings, ~1.2x faster than torch fp32) "
-        "needs `pip install onnxruntime onnx`.",
+        "Image-tower runtime; onnxruntime (CPU, fp32, same embeddings, ~1.2x faster than torch fp32).",
         choices=C.BACKENDS,
     )
 
@@ -68,6 +70,18 @@ class BuildOptions(Options):
         "[default: off]",
     )
     video_root: str | None = option(None, C.VIDEO_ROOT_HELP, metavar="OLD=NEW")
+    camera: str | None = option(
+        None,
+        "Camera name of every video of this build (a manifest's camera column wins). "
+        "[default: each video is its own camera]",
+        metavar="NAME",
+    )
+    camera_from: str | None = option(
+        None,
+        "Camera of each video from its path: 'parent' (its folder's name) or a regular expression "
+        "(its first group, or the whole match).",
+        metavar="parent|REGEX",
+    )
 
     engine: str = option(
         C.DEFAULT_ENGINE,
@@ -97,6 +111,9 @@ class BuildOptions(Options):
     )
 
     def __post_init__(self) -> None:
+        if self.camera is not None and not self.camera.strip():
+            raise InputError("--camera must not be empty")
+        check_camera_from(self.camera_from)
         if self.batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.commit_every < 1:

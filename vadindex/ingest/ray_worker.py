@@ -96,7 +96,9 @@ class VideoWorker:
 
             o = options
             model = o.model or DEFAULT_MODEL
-            encoder = load_encoder(model, o.pretrained, device, o.precision, o.backend, threads=threads)
+            encoder = load_encoder(
+                model, o.pretrained, device, o.precision, o.backend, threads=threads, remember_int8=True
+            )
             self.encoder = _Watched(encoder)
         except VadindexError as exc:  # reported by describe(): the driver stops the build with it
             self.error = (type(exc).__name__, str(exc))

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
+import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from vadindex.config import VIDEO_EXTENSIONS
+from vadindex.config import CAMERA_FROM_PARENT, VIDEO_EXTENSIONS
 from vadindex.errors import InputError
 from vadindex.ingest.remote import is_uri, list_uri, read_ends
+
+log = logging.getLogger("vadindex")
 
 _NORMAL = {"normal", "0", "false", "no", "negative", "neg"}
 _ANOMALY = {"anomaly", "anomalous", "abnormal", "1", "true", "yes", "positive", "pos"}
@@ -77,6 +82,8 @@ class VideoSource:
     video: str
     label: int | None = None
     cls: str | None = None
+    #: The camera that filmed it; ``None``: a camera of its own.
+    camera: str | None = None
 
 
 def parse_label(value: str | None, where: str) -> int | None:
@@ -94,7 +101,7 @@ def parse_label(value: str | None, where: str) -> int | None:
 
 
 def read_manifest_csv(path: Path, roots: VideoRoots | None = None) -> list[VideoSource]:
-    """Read a manifest CSV with a ``path`` column and optional ``label`` and ``class`` columns.
+    """Read a manifest CSV with a ``path`` column and optional ``label``, ``class`` and ``camera`` columns.
 
     Relative paths are taken relative to the manifest's folder, then remapped by ``roots``. A row
     with a class but no label is labelled normal when the class says so (``Normal``,
@@ -131,8 +138,51 @@ def read_manifest_csv(path: Path, roots: VideoRoots | None = None) -> list[Video
             video_path = path.parent / video_path
         if roots:
             video_path = roots.apply(video_path)
-        sources.append(VideoSource(video_path, row["path"], label, cls))
+        sources.append(VideoSource(video_path, row["path"], label, cls, row.get("camera") or None))
     return sources
+
+
+def check_camera_from(camera_from: str | None) -> re.Pattern[str] | None:
+    """The regular expression of ``--camera-from`` (``None`` for ``parent`` or nothing).
+
+    Raises:
+        InputError: not a valid regular expression.
+    """
+    if camera_from is None or camera_from == CAMERA_FROM_PARENT:
+        return None
+    try:
+        return re.compile(camera_from)
+    except re.error as exc:
+        raise InputError(
+            f"--camera-from {camera_from!r}: not 'parent' nor a valid regular expression ({exc})"
+        ) from None
+
+
+def assign_cameras(
+    sources: list[VideoSource], camera: str | None = None, camera_from: str | None = None
+) -> list[VideoSource]:
+    """Give every video its camera: a manifest's ``camera`` column first, then ``camera`` (one name
+    for all), then ``camera_from``: ``parent`` (the name of the video's folder) or a regular
+    expression searched in the video's path (its first group, or the whole match). A video none
+    of these name keeps a camera of its own.
+    """
+    pattern = check_camera_from(camera_from)
+    out, unmatched = [], 0
+    for src in sources:
+        name = src.camera or camera
+        if name is None and camera_from == CAMERA_FROM_PARENT:
+            name = src.path.parent.name or None
+        elif name is None and pattern is not None:
+            found = pattern.search(src.path.as_posix())
+            if found is None:
+                unmatched += 1
+            else:
+                name = (found.group(1) if pattern.groups else found.group(0)) or None
+        out.append(src if name == src.camera else dataclasses.replace(src, camera=name))
+    if unmatched:
+        log.warning("--camera-from %r matched no camera in %d video paths; each is its own camera",
+                    camera_from, unmatched)  # fmt: skip
+    return out
 
 
 def is_video_file(path: Path) -> bool:

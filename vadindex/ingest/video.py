@@ -208,6 +208,7 @@ def ingest_video(
         "codec": info.codec,
         "n_segments": len(segments),
         "warning": info.warning,
+        "camera": source.camera,
     }
     return PendingVideo(
         video,

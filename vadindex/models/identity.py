@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -33,20 +35,53 @@ class ModelIdentity:
         """Human-readable name, e.g. ``ViT-B-32 (laion2b_s34b_b79k)``."""
         return f"{self.model} ({self.pretrained})"
 
+    def weights_key(self) -> str:
+        """A short hash that names these exact weights, for files derived from them (exported towers,
+        remembered checks): the architecture and the checkpoint hash or tag; for ``random`` weights
+        also the torch and open_clip versions, whose initialisers drew them. Needs neither installed
+        package imported."""
+        parts: tuple[str | None, ...] = (self.model, self.pretrained, self.checkpoint_sha256)
+        if self.pretrained == RANDOM:
+            parts += tuple(_version(p) for p in ("torch", "open_clip_torch"))
+        return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
 
 @runtime_checkable
-class Encoder(Protocol):
-    """Anything that maps frames and texts into one L2-normalised embedding space."""
+class TextEncoder(Protocol):
+    """Anything that maps texts into a model's L2-normalised embedding space: what searches and
+    detections need (an ONNX text tower without torch, or a whole :class:`Encoder`)."""
 
     identity: ModelIdentity
     dim: int
-    image_size: int
     logit_scale: float
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Embed texts; returns ``(n, dim)`` float32 unit vectors."""
+        ...
+
+
+@runtime_checkable
+class Encoder(TextEncoder, Protocol):
+    """Anything that maps frames and texts into one L2-normalised embedding space."""
+
+    image_size: int
 
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         """Embed ``(n, S, S, 3)`` uint8 RGB frames; returns ``(n, dim)`` float32 unit vectors."""
         ...
 
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
-        """Embed texts; returns ``(n, dim)`` float32 unit vectors."""
-        ...
+
+def encodes_images(encoder: object) -> bool:
+    """True when ``encoder`` has ``encode_images`` (a whole model, not a text tower alone).
+
+    Looked up on the type: ``isinstance(encoder, Encoder)`` reads every attribute, and a lazy
+    encoder's ``image_size`` would load the model it stands for.
+    """
+    return callable(getattr(type(encoder), "encode_images", None))

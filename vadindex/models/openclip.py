@@ -11,6 +11,7 @@ import logging
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,9 +21,10 @@ import torch
 from vadindex.config import DEFAULT_BACKEND, DEFAULT_PRECISION
 from vadindex.errors import InputError, ModelError
 from vadindex.models.identity import RANDOM, ModelIdentity
-from vadindex.models.onnx import OnnxImageTower
+from vadindex.models.onnx import OnnxImageTower, ensure_text_tower
 from vadindex.models.precision import (
     Int8Check,
+    Int8Verdicts,
     check_backend,
     int8_is_fast,
     quantize_image_tower,
@@ -80,10 +82,13 @@ class OpenClipEncoder:
     then encoded under ``torch.inference_mode`` (with fp16 autocast when ``precision`` is ``fp16``),
     or by ONNX Runtime with ``backend="onnxruntime"``.
 
-    With ``int8_probe`` (``--precision auto`` on a CPU where int8 is fast), the encoder starts in
-    fp32 and runs :class:`~vadindex.models.precision.Int8Check` on the batches it encodes, returning
-    the fp32 embeddings meanwhile; it moves to int8 for good only if the check accepts it.
-    ``precision`` says where it stands (``fp32`` until then), ``int8_check`` what was measured.
+    With ``int8_probe`` (``--precision auto`` on a CPU where int8 is fast), the encoder runs
+    :class:`~vadindex.models.precision.Int8Check` on the batches it encodes: each is encoded in
+    int8 and some of its frames in fp32, and answered in int8 while they agree; the first batch
+    that does not is answered in fp32, and so is everything after it. ``precision`` says where it
+    stands (``int8`` while the check's batches agree, ``fp32`` before the first and once refused),
+    ``int8_check`` what was measured.
+    With ``int8_verdicts``, the verdict is remembered there (see :func:`load_encoder`).
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class OpenClipEncoder:
         precision: str = DEFAULT_PRECISION,
         backend: str = DEFAULT_BACKEND,
         int8_probe: bool = False,
+        int8_verdicts: Int8Verdicts | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -120,8 +126,14 @@ class OpenClipEncoder:
         #: ``None`` while it runs or when there is none.
         self.int8_check: dict[str, Any] | None = None
         self._int8: Int8Check | None = None
+        self._verdicts = int8_verdicts
         if int8_probe and self.precision == "fp32" and self._onnx is None and device == "cpu":
             self._int8 = Int8Check(model.visual, self._use_int8)
+
+    @property
+    def checking_int8(self) -> bool:
+        """True while ``--precision auto``'s int8 check is still deciding."""
+        return self._int8 is not None
 
     def _use_int8(self, tower: Any) -> None:
         """Encode with the int8 image tower from now on (``--precision auto``'s check accepted it)."""
@@ -144,17 +156,25 @@ class OpenClipEncoder:
             x = torch.from_numpy(pixels).to(self.device, non_blocking=True)
             x = x.permute(0, 3, 1, 2).float().div_(255.0)
             x = (x - self._mean) / self._std
-            if self._onnx is not None:
-                emb = torch.from_numpy(self._onnx(x.numpy()))
-            else:
-                emb = self.model.encode_image(x).float()
-            emb = torch.nn.functional.normalize(emb, dim=-1)
             check = self._int8
-            if check is not None:
-                check.observe(x, emb)
+            if check is None:
+                emb = self._embed(x)
+            else:
+                emb, int8 = check.encode(x, self._embed)
+                self.precision = "int8" if int8 else "fp32"
                 if check.done:
                     self.int8_check, self._int8 = check.result, None
+                    if self._verdicts is not None and check.result is not None:
+                        self._verdicts.put(self.identity, check.result)
         return emb.cpu().numpy()
+
+    def _embed(self, x: Any) -> Any:
+        """Unit embeddings of a normalised pixel batch (under ``inference_mode``)."""
+        if self._onnx is not None:
+            emb = torch.from_numpy(self._onnx(x.numpy()))
+        else:
+            emb = self.model.encode_image(x).float()
+        return torch.nn.functional.normalize(emb, dim=-1)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Embed texts; returns ``(n, dim)`` float32 unit vectors."""
@@ -165,6 +185,13 @@ class OpenClipEncoder:
                 emb = self._encode_tokens(tokens).float()
                 out.append(torch.nn.functional.normalize(emb, dim=-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+
+    def export_text_onnx(self, required: bool = False) -> Path | None:
+        """Export the text tower to ONNX (once per model on this machine), so that later queries and
+        prompts encode text without torch; the folder, or ``None`` when this model's text stays
+        on torch (``required``: raise :class:`ModelError` instead; see
+        :func:`vadindex.models.onnx.ensure_text_tower`)."""
+        return ensure_text_tower(self.model, self.tokenizer, self.identity, self.logit_scale, required)
 
     def _encode_tokens(self, tokens: Any) -> Any:
         """``model.encode_text``, skipping the padding after the last end-of-text token.
@@ -236,6 +263,7 @@ def load_encoder(
     precision: str = DEFAULT_PRECISION,
     backend: str = DEFAULT_BACKEND,
     threads: int | None = None,
+    remember_int8: bool = False,
 ) -> OpenClipEncoder:
     """Build an open_clip model with its weights and wrap it as an :class:`Encoder`.
 
@@ -252,6 +280,9 @@ def load_encoder(
         threads: CPU threads for PyTorch and ONNX Runtime, set process-wide with
             ``torch.set_num_threads``; ``None`` keeps PyTorch's (one per core). On a machine whose
             cores are busy with other work, 1 can be faster (BENCHMARKS.md).
+        remember_int8: with ``auto`` on a CPU, use the int8 verdict remembered for these weights on
+            this CPU (:class:`~vadindex.models.precision.Int8Verdicts`) instead of checking again,
+            and remember a new one (builds do; ``int8_check`` then has ``"remembered": true``).
 
     Returns:
         The encoder, in eval mode on ``device``.
@@ -308,7 +339,21 @@ def load_encoder(
     clip = clip.to(device)
     if device == "cpu" and threads:
         torch.set_num_threads(threads)
+    verdicts = Int8Verdicts() if remember_int8 and probe and device == "cpu" and backend == "torch" else None
+    remembered = verdicts.get(identity) if verdicts is not None else None
+    if remembered is not None:
+        probe = False
+        precision = "int8" if remembered["accepted"] else "fp32"
+        log.info(
+            "--precision auto: %s, as checked on this CPU on %s (min cosine %s on %s frames)",
+            precision, remembered.get("checked", "?"), remembered.get("min_cosine"), remembered.get("frames"),
+        )  # fmt: skip
     if precision == "int8":
         quantize_image_tower(clip)
     tokenizer = open_clip.get_tokenizer(model)
-    return OpenClipEncoder(clip, tokenizer, identity, device, precision, backend, int8_probe=probe)
+    encoder = OpenClipEncoder(
+        clip, tokenizer, identity, device, precision, backend, int8_probe=probe, int8_verdicts=verdicts
+    )
+    if remembered is not None:
+        encoder.int8_check = {**remembered, "remembered": True}
+    return encoder

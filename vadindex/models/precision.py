@@ -4,17 +4,24 @@ before it trusts int8 with a build.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import platform
 import threading
+import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from vadindex.config import BACKENDS, INT8_MIN_COSINE, INT8_PROBE_FRAMES, PRECISIONS
+from vadindex.config import BACKENDS, INT8_MIN_COSINE, INT8_PROBE_FRAMES, PRECISIONS, user_cache_dir
 from vadindex.errors import InputError, ModelError
+from vadindex.models.identity import ModelIdentity
 
 log = logging.getLogger("vadindex")
 
@@ -113,16 +120,19 @@ def check_backend(backend: str, device: str, precision: str) -> str:
 class Int8Check:
     """The check ``--precision auto`` runs on a CPU before it trusts int8 with a build.
 
-    The encoder starts in fp32 and hands every batch it encodes, with its fp32 embeddings, to
-    :meth:`observe`, which encodes some of those frames with a dynamic-int8 copy of the image tower:
-    at most a quarter of ``INT8_PROBE_FRAMES`` from any one batch, spread over it, so the check sees
-    at least four stretches of footage (four videos, when they are short). Once it holds
-    ``INT8_PROBE_FRAMES`` cosines it decides: int8 for good (``on_accept`` receives the int8 tower)
-    only if every one reached ``INT8_MIN_COSINE``, else fp32. The check runs on the user's own
-    weights and frames, which is what "equal quality" has to mean for weights this code has never
-    seen. Anything that goes wrong in it (a tower whose quantised copy fails to run, a torch
-    without quantisation) ends it in fp32 with a warning: ``auto`` never fails a build that fp32
-    would run. Safe to call from several threads; the decision is taken once.
+    While it runs, the encoder hands it every batch (:meth:`encode`). It encodes the whole batch
+    with a dynamic-int8 copy of the image tower and some of its frames also in fp32: at most a
+    quarter of ``INT8_PROBE_FRAMES`` from any one batch, spread over it, so the check sees at least
+    four stretches of footage (four videos, when they are short). A batch whose sampled frames all
+    agree with fp32 to ``INT8_MIN_COSINE`` keeps its int8 embeddings, as every batch after an
+    accepted check does; the first one that does not is encoded in fp32 and ends the check in fp32.
+    Once ``INT8_PROBE_FRAMES`` frames have agreed it is int8 for good (``on_accept`` receives the
+    int8 tower). So the check costs its sampled frames in fp32 and a copy of the tower, not whole
+    batches in fp32. It runs on the user's own weights and frames, which is what "equal quality"
+    has to mean for weights this code has never seen. Anything that goes wrong in it (a tower
+    whose quantised copy fails to run, a torch without quantisation) ends it in fp32 with a
+    warning: ``auto`` never fails a build that fp32 would run. Safe to call from several threads;
+    the decision is taken once.
     """
 
     def __init__(self, visual: Any, on_accept: Callable[[Any], None]) -> None:
@@ -137,31 +147,45 @@ class Int8Check:
         #: ``None`` until it decides, and for a tower with nothing to quantise.
         self.result: dict[str, Any] | None = None
 
-    def observe(self, x: Any, reference: Any) -> None:
-        """Compare some frames of the normalised pixel batch ``x`` with their fp32 unit embeddings
-        ``reference``; decide once enough frames are in."""
+    def encode(self, x: Any, fp32: Callable[[Any], Any]) -> tuple[Any, bool]:
+        """Unit embeddings of the normalised pixel batch ``x``, checking int8 on some of its frames.
+
+        Args:
+            x: the batch, preprocessed for the tower.
+            fp32: the encoder's own unit embeddings of a batch (fp32 until the check accepts int8).
+
+        Returns:
+            The embeddings, and whether they are the int8 tower's.
+        """
         with self._lock:
             if self.done:
-                return
+                return fp32(x), False
             try:
                 if self._tower is None:
                     self._tower = quantized_tower(self._visual)
                     if self._tower is None:  # nothing to quantise (a ResNet tower): fp32, silently
                         self.done = True
-                        return
+                        return fp32(x), False
                 need = INT8_PROBE_FRAMES - sum(len(c) for c in self._cosines)
                 take = min(need, -(-INT8_PROBE_FRAMES // 4), len(x))
                 rows = np.unique(np.linspace(0, len(x) - 1, take).round().astype(np.int64))
-                self._cosines.append(_cosines(_pooled(self._tower(x[rows])), reference[rows]))
+                reference = fp32(x[rows])
+                quantized = torch.nn.functional.normalize(_pooled(self._tower(x)).float(), dim=-1)
+                cosines = (quantized[rows] * reference).sum(dim=-1).cpu().numpy()
             except Exception as exc:  # noqa: BLE001 - any failure means: stay in fp32
                 reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 log.warning("--precision auto: the int8 check failed (%s); encoding in fp32", reason)
                 self.result = {"frames": 0, "accepted": False, "error": reason}
                 self.done = True
-                return
-            cosines = np.concatenate(self._cosines)
-            if len(cosines) >= INT8_PROBE_FRAMES:
-                self._decide(cosines)
+                return fp32(x), False
+            self._cosines.append(cosines)
+            seen = np.concatenate(self._cosines)
+            if cosines.min() < INT8_MIN_COSINE:  # refused: this batch, and every later one, in fp32
+                self._decide(seen)
+                return fp32(x), False
+            if len(seen) >= INT8_PROBE_FRAMES:
+                self._decide(seen)
+            return quantized, True
 
     def _decide(self, cosines: np.ndarray) -> None:
         accepted = bool(cosines.min() >= INT8_MIN_COSINE)
@@ -192,7 +216,69 @@ def _pooled(out: Any) -> Any:
     return out[0] if isinstance(out, tuple) else out
 
 
-def _cosines(emb: Any, reference: Any) -> np.ndarray:
-    """Row-wise cosine of ``emb`` (any scale) with the unit rows of ``reference``."""
-    emb = torch.nn.functional.normalize(emb.float(), dim=-1)
-    return (emb * reference).sum(dim=-1).cpu().numpy()
+def cpu_name() -> str:
+    """This CPU as int8 speed and accuracy depend on it: its model name, architecture, the SIMD level
+    PyTorch uses and its quantised engine (``Intel(R) Xeon(R) ... | x86_64 | AVX512 | x86``)."""
+    name = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            name = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), name)
+    except OSError:
+        pass
+    capability = torch.backends.cpu.get_cpu_capability()
+    return " | ".join((name or "?", platform.machine(), capability, torch.backends.quantized.engine))
+
+
+class Int8Verdicts:
+    """What ``--precision auto``'s int8 check concluded, remembered per weights and CPU.
+
+    A build that loads its model looks the verdict up before encoding: found, it starts in int8
+    (accepted) or fp32 (refused) at once and runs no check; otherwise it checks, and remembers
+    the verdict with what was measured. The key hashes the weights
+    (:meth:`~vadindex.models.identity.ModelIdentity.weights_key`), :func:`cpu_name`, the torch
+    version and the check's settings (frames, threshold), so another CPU, torch or threshold
+    checks again. The file is ``$XDG_CACHE_HOME/vadindex/int8.json``; delete it to check again.
+    Where it cannot be read or written, every build checks, as before.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or user_cache_dir() / "int8.json"
+
+    @staticmethod
+    def key(identity: ModelIdentity) -> str:
+        """The verdict's key for ``identity`` on this CPU, torch and check settings."""
+        parts = (identity.weights_key(), cpu_name(), torch.__version__, INT8_PROBE_FRAMES, INT8_MIN_COSINE)
+        return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:24]
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, identity: ModelIdentity) -> dict[str, Any] | None:
+        """The remembered verdict (``accepted``, ``frames``, ``min_cosine``, ``mean_cosine``, what it
+        was measured on and when), or ``None``."""
+        found = self._read().get(self.key(identity))
+        return found if isinstance(found, dict) and isinstance(found.get("accepted"), bool) else None
+
+    def put(self, identity: ModelIdentity, result: dict[str, Any]) -> None:
+        """Remember a verdict :class:`Int8Check` measured (a failed check is not remembered)."""
+        if "error" in result or not isinstance(result.get("accepted"), bool):
+            return
+        known = self._read()
+        known[self.key(identity)] = {
+            **result,
+            "model": identity.describe(),
+            "cpu": cpu_name(),
+            "torch": torch.__version__,
+            "checked": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(known, indent=1), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.debug("cannot remember the int8 verdict in %s (%s)", self.path, exc)

@@ -143,9 +143,7 @@ def command_line(
         args += ["--prompts", anomaly]
     if normal:
         args += ["--normal-prompts", normal]
-    for name, value in (options or DetectOptions()).to_dict().items():
-        if value is not None:
-            args += ["--" + name.replace("_", "-"), f"{value:g}" if isinstance(value, float) else str(value)]
+    args += (options or DetectOptions()).to_args()
     if isinstance(annotations, (str, os.PathLike)):
         args += ["--annotations", os.fspath(annotations)]
         if annotation_format != "auto":

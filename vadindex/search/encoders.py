@@ -1,16 +1,74 @@
-"""The encoder behind a search: the index's own model, loaded for text and image queries."""
+"""The encoder behind a search: the index's own model, for text (its ONNX text tower when it can)
+and image queries."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vadindex.config import DEFAULT_PRECISION
+from vadindex.config import DEFAULT_PRECISION, DEFAULT_TEXT_ENCODER, TEXT_ENCODERS
 from vadindex.errors import InputError, ModelError
 from vadindex.index.reader import IndexSnapshot
-from vadindex.models.identity import Encoder
+from vadindex.models.identity import Encoder, TextEncoder
+from vadindex.models.onnx_text import open_text_encoder
+
+if TYPE_CHECKING:
+    from vadindex.models.openclip import OpenClipEncoder
+
+log = logging.getLogger("vadindex")
+
+
+def load_text_encoder(
+    snap: IndexSnapshot,
+    text_encoder: str = DEFAULT_TEXT_ENCODER,
+    device: str = "auto",
+    pretrained: str | None = None,
+) -> TextEncoder:
+    """The encoder for an index's texts (queries, prompts): its text tower in ONNX when it can be.
+
+    With ``auto``, a text tower exported for the index's weights on this machine runs in ONNX
+    Runtime, without torch (a cold query then takes well under a second instead of several);
+    otherwise the whole model loads with torch and its text tower is exported for next time.
+    Models whose text tower cannot be exported stay on torch (said once with ``-v``). Weights
+    given with ``pretrained`` are loaded with torch (and checked against the index's) first.
+
+    Args:
+        snap: the index.
+        text_encoder: ``auto``, ``onnx`` (export first if needed; refuse a tower that cannot run
+            in ONNX) or ``torch``.
+        device, pretrained: how to load the model when text is encoded with torch (ONNX runs on
+            the CPU, from the index's own weights).
+
+    Returns:
+        An encoder with ``encode_texts``, ``identity``, ``dim`` and ``logit_scale``.
+
+    Raises:
+        InputError: an unknown ``text_encoder``.
+        ModelError: ``onnx`` for a text tower that cannot be exported, or the model cannot load.
+    """
+    if text_encoder not in TEXT_ENCODERS:
+        raise InputError(f"--text-encoder must be one of {', '.join(TEXT_ENCODERS)}, got {text_encoder!r}")
+    if text_encoder != "torch" and pretrained is None:
+        onnx = open_text_encoder(snap.manifest.identity)
+        if onnx is not None:
+            check_encoder(snap, onnx)
+            log.debug("encoding text with the ONNX text tower in %s", onnx.folder)
+            return onnx
+    encoder = load_index_encoder(snap, device, pretrained)
+    if text_encoder == "torch":
+        return encoder
+    folder = encoder.export_text_onnx(required=text_encoder == "onnx")
+    if text_encoder == "onnx":
+        onnx = open_text_encoder(snap.manifest.identity)
+        if onnx is None:
+            raise ModelError(f"{snap.path}: the text tower exported to {folder} cannot be opened")
+        check_encoder(snap, onnx)
+        return onnx
+    return encoder
 
 
 def load_index_encoder(
@@ -18,7 +76,7 @@ def load_index_encoder(
     device: str = "auto",
     pretrained: str | None = None,
     precision: str = DEFAULT_PRECISION,
-) -> Encoder:
+) -> OpenClipEncoder:
     """Load the encoder an index was built with, and refuse any other.
 
     ``precision`` changes only how images are encoded (``--image`` queries); text is always encoded
@@ -46,7 +104,7 @@ def load_index_encoder(
     return encoder
 
 
-def check_encoder(snap: IndexSnapshot, encoder: Encoder) -> None:
+def check_encoder(snap: IndexSnapshot, encoder: TextEncoder) -> None:
     """Refuse an encoder that is not the one the index was built with."""
     m = snap.manifest
     if not encoder.identity.same_as(m.identity) or encoder.dim != m.dim:
@@ -68,6 +126,13 @@ def encode_query_image(encoder: Encoder, image: str | os.PathLike[str]) -> np.nd
         raise InputError(f"{path}: no such image") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise InputError(f"{path}: not a readable image ({exc})") from None
+    return encode_rgb_image(encoder, rgb)
+
+
+def encode_rgb_image(encoder: Encoder, rgb: Any) -> np.ndarray:
+    """Embed an RGB ``PIL.Image`` (an upload, say), resized and centre-cropped like the indexed frames."""
+    from PIL import Image
+
     size = encoder.image_size
     scale = size / min(rgb.size)
     w, h = max(size, round(rgb.width * scale)), max(size, round(rgb.height * scale))

@@ -4,19 +4,43 @@ from __future__ import annotations
 
 import fnmatch
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
-import pandas as pd
 
 from vadindex.config import DEFAULT_TOP_K_RESULTS
 from vadindex.errors import InputError, StoreError
 from vadindex.index import faiss_index
 from vadindex.index.reader import IndexSnapshot
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 RESULT_COLUMNS = ["rank", "score", "video", "start", "end", "segment", "start_frame", "end_frame", "video_id"]
+
+
+@dataclass(frozen=True)
+class SearchHits:
+    """Ranked segments as numpy columns, :data:`RESULT_COLUMNS` in order (no pandas needed)."""
+
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.columns["rank"])
+
+    def to_frame(self) -> pd.DataFrame:
+        """The hits as a pandas table."""
+        import pandas as pd  # here: a command-line query prints its hits without pandas
+
+        return pd.DataFrame(self.columns, columns=RESULT_COLUMNS)
+
+
+def _hits(ids: np.ndarray, scores: np.ndarray, columns: dict[str, np.ndarray]) -> SearchHits:
+    out = {"rank": np.arange(1, len(ids) + 1), "score": np.asarray(scores, dtype=float), **columns}
+    return SearchHits({c: out[c] for c in RESULT_COLUMNS})
 
 
 def search_vector(
@@ -27,6 +51,21 @@ def search_vector(
     *,
     exact: bool = False,
 ) -> pd.DataFrame:
+    """The ``k`` segments most similar to a unit query vector, best first, as a table.
+
+    See :func:`search_hits`, which this wraps.
+    """
+    return search_hits(snap, query, k, video, exact=exact).to_frame()
+
+
+def search_hits(
+    snap: IndexSnapshot,
+    query: np.ndarray,
+    k: int = DEFAULT_TOP_K_RESULTS,
+    video: str | None = None,
+    *,
+    exact: bool = False,
+) -> SearchHits:
     """The ``k`` segments most similar to a unit query vector, best first.
 
     On an exact (``flat``) index the FAISS scan is exact. On an approximate one (``ivf``, ``hnsw``)
@@ -43,28 +82,27 @@ def search_vector(
         exact: scan every vector even when the index is approximate.
 
     Returns:
-        A table with :data:`RESULT_COLUMNS`.
+        The hits, with :data:`RESULT_COLUMNS`.
     """
     if k < 1:
         raise InputError(f"-k must be at least 1, got {k}")
-    segs = snap.segments
     q = np.asarray(query, dtype=np.float32).reshape(1, -1)
     lookup = _lookup(snap)
     lookup.searches += 1
+    none = np.zeros(0, dtype=np.int64)
     if video:
+        videos = snap.segment_columns(["video"])["video"]
         names = [
-            v
-            for v in segs["video"].unique()
-            if fnmatch.fnmatch(v, video) or fnmatch.fnmatch(Path(v).name, video)
+            v for v in np.unique(videos) if fnmatch.fnmatch(v, video) or fnmatch.fnmatch(Path(v).name, video)
         ]
-        rows = np.flatnonzero(segs["video"].isin(names).to_numpy())
+        rows = np.flatnonzero(np.isin(videos, names))
         if len(rows) == 0:
-            return pd.DataFrame(columns=RESULT_COLUMNS)
+            return _hits(none, none, lookup.columns(none))
         sims = snap.vectors(rows) @ q[0]
         top = np.argsort(-sims, kind="stable")[:k]
         ids, scores = rows[top], sims[top]
     elif snap.manifest.n_segments == 0:
-        return pd.DataFrame(columns=RESULT_COLUMNS)
+        return _hits(none, none, lookup.columns(none))
     else:
         index = lookup.index()
         if exact and not faiss_index.is_exact(index):
@@ -81,21 +119,17 @@ def search_vector(
             if covered < snap.manifest.n_segments:  # a build is under way: its newest rows, exactly
                 tail_ids, tail_scores = _scan_top_k(snap, q[0], k, start=covered)
                 ids, scores = _best([ids, tail_ids], [scores, tail_scores], k)
-    columns = lookup.columns(np.asarray(ids, dtype=np.int64))
-    out = pd.DataFrame(
-        {"rank": np.arange(1, len(ids) + 1), "score": np.asarray(scores, dtype=float), **columns}
-    )
-    return out[RESULT_COLUMNS]
+    ids = np.asarray(ids, dtype=np.int64)
+    return _hits(ids, scores, lookup.columns(ids))
 
 
 class _Lookup:
     """What repeated searches on one snapshot reuse (a snapshot never changes).
 
-    Built at the second search, so a one-shot query does not pay for them: the result columns as
-    plain arrays (taking 10 rows from a million-row table whose string columns are split over many
-    Parquet parts costs ~15 ms in pandas, microseconds from arrays), and an approximate FAISS index
-    read into memory (its scattered reads of inverted lists run about twice as fast as from the
-    memory-mapped file).
+    Built at the second search, so a one-shot query does not pay for them (it reads only the rows it
+    shows from the Parquet parts that hold them): the result columns as plain arrays, and an
+    approximate FAISS index read into memory (its scattered reads of inverted lists run about twice
+    as fast as from the memory-mapped file).
     """
 
     COLUMNS = ("video", "start", "end", "segment", "start_frame", "end_frame", "video_id")
@@ -122,11 +156,10 @@ class _Lookup:
 
     def columns(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         """The result columns of rows ``ids``."""
-        segs = self.snap.segments
         if self._columns is None and self.searches < 2:
-            return {c: segs[c].take(ids).to_numpy() for c in self.COLUMNS}
+            return self.snap.segment_columns(self.COLUMNS, ids)
         if self._columns is None:
-            self._columns = {c: segs[c].to_numpy() for c in self.COLUMNS}
+            self._columns = self.snap.segment_columns(self.COLUMNS)
         return {c: self._columns[c][ids] for c in self.COLUMNS}
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
