@@ -368,7 +368,7 @@ def open_build(
     Args:
         plan: the build.
         encoder: an already-loaded encoder.
-        threads: the CPU threads of an encoder loaded here (``None``: chosen from the machine).
+        threads: the CPU threads of an encoder loaded here (``None``: PyTorch's, one per core).
         start: called once the index is locked, instead of loading the model here: returns what the
             writer needs to know of the model (identity, dim, logit scale), e.g. from remote workers.
     """
