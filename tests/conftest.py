@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import socket
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -151,6 +154,56 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     from vadindex.demo import run_demo
 
     return run_demo(tmp_path_factory.mktemp("demo"), seed=7)
+
+
+#: Real clips the S3 fixture uploads under ``s3://vids/cams/`` (beside ``broken.mp4``, not a video).
+S3_CLIPS = ("fight/fi001.mp4", "nofight/nofi001.mp4", "highway-cyclist.avi")
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_server(shared_videos: Path) -> Iterator[str]:
+    """moto's S3 server on a loopback port (a real S3 API, no network), with a bucket ``vids``
+    holding :data:`S3_CLIPS` under ``cams/``, a garbage ``cams/broken.mp4`` and a text file;
+    yields the endpoint URL."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        client = boto3.client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+        client.create_bucket(Bucket="vids")
+        for rel in S3_CLIPS:
+            client.upload_file(str(shared_videos / rel), "vids", f"cams/{rel}")
+        client.put_object(Bucket="vids", Key="cams/broken.mp4", Body=b"not a video" * 100)
+        client.put_object(Bucket="vids", Key="cams/notes.txt", Body=b"not listed")
+        yield endpoint
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The S3 endpoint, with this process's AWS settings pointing at it (as a node's would)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return s3_server
 
 
 def pytest_configure(config: pytest.Config) -> None:

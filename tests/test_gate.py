@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import write_video
+from tests.conftest import TEST_MODEL, write_video
 from vadindex.errors import InputError
 from vadindex.ingest.gate import GATE_OFF, ChangeGate, GatedEncoder, GateSettings, describe_gate
 
@@ -309,6 +309,34 @@ def test_an_index_from_before_the_gate_reads_and_checks(gated_build, tmp_path: P
     info = index_info(ix)
     assert info["frames_reused"] == 0 and info["frames_encoded"] == info["n_frames"] and info["gate"] == []
     assert open_index(ix).frames_encoded().all()
+
+
+def test_the_ray_engine_gates_like_the_local_one(
+    gated_build, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """``--engine ray`` workers run the same gate: the same frames encoded, flags and vectors stored."""
+    from vadindex.index.check import check_index
+    from vadindex.index.reader import open_index
+    from vadindex.ingest import build_index
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    root, _, on = gated_build
+    summary = build_index(
+        [root / "videos"], tmp_path / "ix", engine="ray", workers=1, gate="auto", model=TEST_MODEL,
+        pretrained="random", precision="fp32", progress=False,
+    )  # fmt: skip
+    assert summary.engine == "ray" and summary.gate == on.gate
+    assert (summary.frames_encoded, summary.frames_reused) == (on.frames_encoded, on.frames_reused)
+    a, b = open_index(tmp_path / "ix"), open_index(root / "on")
+    order_a, order_b = (np.argsort(s.segments["video"].to_numpy(), kind="stable") for s in (a, b))
+    rows_a, rows_b = (
+        np.concatenate([np.arange(r, r + n) for r, n in s.segments[["frame_row", "n_frames"]].to_numpy()[o]])
+        for s, o in ((a, order_a), (b, order_b))
+    )
+    np.testing.assert_array_equal(a.frames_encoded()[rows_a], b.frames_encoded()[rows_b])
+    np.testing.assert_array_equal(a.frame_vectors()[rows_a], b.frame_vectors()[rows_b])
+    assert a.manifest.parts[0].gate == on.gate and check_index(tmp_path / "ix").ok
 
 
 def test_cli_build_with_the_gate(tmp_path: Path) -> None:

@@ -73,6 +73,17 @@ DEFAULT_VIDEO_TIMEOUT: float | None = None
 
 DEFAULT_TOP_K_RESULTS = 10
 
+#: Where a build runs :func:`vadindex.ingest.video.ingest_video`: ``local`` (this process, one
+#: video after another) or ``ray`` (a pool of Ray actors, :mod:`vadindex.ingest.ray_engine`).
+ENGINES = ("local", "ray")
+DEFAULT_ENGINE = "local"
+#: ``--ray-address`` that starts a private Ray instance on this machine for the build (and stops it after).
+RAY_LOCAL = "local"
+#: CPUs each Ray worker (one encoder) reserves; its PyTorch threads follow (at least 1).
+DEFAULT_CPUS_PER_WORKER = 1.0
+#: GPUs each Ray worker reserves (fractions pack several workers on one GPU); 0: encode on CPUs.
+DEFAULT_GPUS_PER_WORKER = 0.0
+
 #: Longest side (pixels) of a segment thumbnail decoded from its video (reports, search pages).
 DEFAULT_THUMBNAIL_SIZE = 256
 #: Longest side of the thumbnails ``build --thumbnails`` stores in the index: about 4 KB each.

@@ -26,3 +26,7 @@ class StoreError(VadindexError):
 
 class ModelError(VadindexError):
     """A model or its weights cannot be loaded."""
+
+
+class ClusterError(VadindexError):
+    """A Ray cluster that cannot run a build: unreachable, too small, or its workers keep failing."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +69,68 @@ def write_output(target: str | os.PathLike[str], text: str) -> Path:
     return path
 
 
-def save_npy(target: Path, array: np.ndarray) -> None:
-    """Write a ``.npy`` array atomically, never as a pickle."""
+class _Hashing:
+    """A binary file that hashes what is written through it (so the file is not read back)."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh = fh
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        if not view.nbytes:
+            return 0
+        view = view.cast("B")
+        self.digest.update(view)
+        self.size += len(view)
+        return int(self._fh.write(view))
+
+    def record(self) -> dict[str, Any]:
+        return {"bytes": self.size, "sha256": self.digest.hexdigest()}
+
+
+def save_npy(target: Path, array: np.ndarray) -> dict[str, Any]:
+    """Write a ``.npy`` array atomically, never as a pickle.
+
+    Returns:
+        The file's :func:`file_record`, hashed as it was written.
+    """
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+        out = _Hashing(fh)
+        np.save(out, np.ascontiguousarray(array), allow_pickle=False)  # type: ignore[arg-type]
+    return out.record()
 
 
-def save_parquet(target: Path, frame: Any) -> None:
-    """Write a pandas frame as Parquet atomically."""
-    with atomic_path(target) as tmp:
-        frame.to_parquet(tmp, index=False)
+def save_npy_blocks(target: Path, blocks: Sequence[np.ndarray], dtype: Any) -> dict[str, Any]:
+    """Write the rows of ``blocks``, one after another, as one ``.npy`` array of ``dtype``
+    atomically, without building it in memory (the same bytes as ``np.save`` of their concatenation).
+
+    Returns:
+        The file's :func:`file_record`, hashed as it was written.
+    """
+    dtype = np.dtype(dtype)
+    shape = (sum(len(b) for b in blocks), *blocks[0].shape[1:])
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        out = _Hashing(fh)
+        np.lib.format.write_array_header_1_0(out, header)
+        for block in blocks:
+            out.write(np.ascontiguousarray(block, dtype=dtype))
+    return out.record()
+
+
+def save_parquet(target: Path, frame: Any) -> dict[str, Any]:
+    """Write a pandas frame as Parquet atomically.
+
+    Returns:
+        The file's :func:`file_record`, hashed as it was written.
+    """
+    data = frame.to_parquet(None, index=False)
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        out = _Hashing(fh)
+        out.write(data)
+    return out.record()
 
 
 def sha256_file(path: Path) -> str:

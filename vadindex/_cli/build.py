@@ -35,7 +35,7 @@ def build(sources: tuple[str, ...], index: str, manifest: str | None, progress: 
           **options: object) -> None:  # fmt: skip
     """Index videos: decode, sample, encode with CLIP and store every segment.
 
-    SOURCES are video files and folders (searched recursively). Videos already in the index are
+    SOURCES are video files and folders (searched recursively), or URIs (s3://bucket/prefix/). Videos already in the index are
     skipped, so running build again with more sources encodes only the new ones. A video that
     cannot be read is reported and skipped; the build goes on, lists it in INDEX/failures.csv and
     exits with status 3. Work is committed every --commit-every videos: after a crash or kill,
@@ -48,6 +48,11 @@ def build(sources: tuple[str, ...], index: str, manifest: str | None, progress: 
       vadindex build night-recordings/ --index indexes/night --gate auto   # encode only what changed
       vadindex build --manifest ucf_test.csv --index indexes/ucf --model ViT-L-14 --pretrained openai
       vadindex build ../shared/data/videos --index /tmp/x --model ViT-B-32 --pretrained random
+      vadindex build s3://footage/cams/ --index ix --engine ray --ray-address head:6379 --gpus-per-worker 1
+
+    With --engine ray, Ray workers (on this machine, or a cluster's nodes) decode and encode whole
+    videos and this process commits what they send back; sources must be readable by every node
+    (a shared file system, or s3://, gs://, hdfs:// URIs). Needs `pip install 'vadindex[ray]'`.
     """
     from vadindex.ingest.build import build_index
 

@@ -135,6 +135,9 @@ def index_info(info: dict[str, Any]) -> None:
                        "rest are searched exactly until the build ends")  # fmt: skip
     if info["precision"]:
         click.echo(f"precision  image encoder {', '.join(info['precision'])}")
+    if info.get("engines"):
+        built = ", ".join(f"{name} {n} part{'s' * (n != 1)}" for name, n in info["engines"].items())
+        click.echo(f"engines    {built} (build --engine)")
     if info["frames_reused"]:
         share = info["frames_encoded"] / max(info["n_frames"], 1)
         click.echo(f"gate       {info['frames_encoded']} frames encoded ({share:.0%}), {info['frames_reused']} reused "

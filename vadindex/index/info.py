@@ -23,10 +23,10 @@ def index_info(index: str | os.PathLike[str] | IndexSnapshot) -> dict[str, Any]:
         encoder ran on, and those that reuse an earlier frame's embedding by the change gate;
         frames of parts written before this was recorded count as encoded), ``gate`` (the gate
         settings over all parts), ``bytes`` (the size of the committed files), ``thumbnails``
-        (segments with a stored thumbnail, ``build --thumbnails``), ``search`` (the FAISS index type
-        as built), ``cameras`` (``named``: videos per named camera; ``own``: videos on a camera of
-        their own), ``labels`` (the reviewer labels, see :func:`vadindex.index.labels.read_labels`)
-        and ``path``.
+        (segments with a stored thumbnail, ``build --thumbnails``), ``engines`` (parts built by
+        each ``build --engine``), ``search`` (the FAISS index type as built), ``cameras``
+        (``named``: videos per named camera; ``own``: videos on a camera of their own), ``labels``
+        (the reviewer labels, see :func:`vadindex.index.labels.read_labels`) and ``path``.
     """
     snap = index if isinstance(index, IndexSnapshot) else open_index(index)
     m = snap.manifest
@@ -41,6 +41,7 @@ def index_info(index: str | os.PathLike[str] | IndexSnapshot) -> dict[str, Any]:
     data["gate"] = sorted({x for p in m.parts for x in p.gate.split(",") if x})
     data["bytes"] = sum(int(r.get("bytes", 0)) for r in m.files.values())
     data["thumbnails"] = sum(p.thumbnails for p in m.parts)
+    data["engines"] = dict(sorted(Counter(p.engine for p in m.parts).items()))
     data["path"] = str(snap.path)
     named = snap.videos["camera"].dropna().astype(str) if len(snap.videos) else []
     named = [c for c in named if c]

@@ -69,6 +69,9 @@ class Part:
     #: Segments with a stored thumbnail (``build --thumbnails``: ``parts/<name>.thumbs.parquet``);
     #: 0 means the part has no thumbnail file (parts written without the option, or before it existed).
     thumbnails: int = 0
+    #: Where its videos were encoded: ``local`` or ``ray`` (``build --engine``); parts written before
+    #: it was recorded were all built locally.
+    engine: str = "local"
     #: Frames the image encoder ran on; the others reuse an earlier frame's embedding (the change
     #: gate). ``parts/<name>.encoded.npy`` says which, one boolean per frame. ``None`` in parts
     #: written before it was recorded (every frame encoded, no file).

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,16 @@ import numpy as np
 import pandas as pd
 
 from vadindex import __version__
-from vadindex.config import DEFAULT_INDEX_TYPE
+from vadindex.config import DEFAULT_ENGINE, DEFAULT_INDEX_TYPE
 from vadindex.errors import StoreError
-from vadindex.files import atomic_path, file_record, save_npy, save_parquet, write_text_atomic
+from vadindex.files import (
+    atomic_path,
+    file_record,
+    save_npy,
+    save_npy_blocks,
+    save_parquet,
+    write_text_atomic,
+)
 from vadindex.index import faiss_index
 from vadindex.index.lock import IndexLock, lock_index
 from vadindex.index.manifest import (
@@ -88,11 +96,15 @@ class IndexWriter:
     lock: IndexLock | None = None
     #: FAISS index type (:data:`vadindex.config.INDEX_TYPES`); ``None`` keeps the index's, else the default.
     index_type: str | None = None
+    #: The build engine recorded in each part this writer commits (``build --engine``).
+    engine: str = DEFAULT_ENGINE
     _lock: IndexLock | None = None
     _faiss: Any = None
     _videos: pd.DataFrame | None = None
     _known: set[str] = field(default_factory=set)
     _pending: list[PendingVideo] = field(default_factory=list)
+    #: Guards ``_pending`` between :meth:`add` and a :meth:`commit` running in another thread.
+    _queue: threading.Lock = field(default_factory=threading.Lock)
 
     def __enter__(self) -> IndexWriter:
         if self._lock is None:
@@ -183,8 +195,9 @@ class IndexWriter:
 
     def add(self, item: PendingVideo) -> None:
         """Queue one ingested video for the next commit."""
-        self._known.add(str(item.video["video_id"]))
-        self._pending.append(item)
+        with self._queue:
+            self._known.add(str(item.video["video_id"]))
+            self._pending.append(item)
 
     def commit(self, final: bool = False) -> None:
         """Write the queued videos as one new part and a new generation, manifest last.
@@ -193,6 +206,10 @@ class IndexWriter:
         those it holds, unless ``final`` (the end of a build), which always leaves it covering every
         segment, writing a generation for that alone if nothing is queued.
 
+        The videos queued when it starts are committed; one thread may go on calling :meth:`add`
+        meanwhile (a Ray driver takes in results while the last ones are written), and what it adds
+        waits for the next commit.
+
         Raises:
             StoreError: the files cannot be written (disk full, say). The previous commit stays
                 intact on disk, and the queued videos stay queued, so the commit may be retried.
@@ -200,17 +217,25 @@ class IndexWriter:
         assert self.manifest is not None and self._videos is not None
         if not self._pending and not (final and self.manifest.faiss_covered < self.manifest.n_segments):
             return
+        with self._queue:
+            batch, self._pending = self._pending, []
         try:
-            self._commit(final)
+            self._commit(batch, final)
         except OSError as exc:
+            self._requeue(batch)
             self._rollback_faiss()
             raise StoreError(
                 f"{self.path}: cannot write the index ({exc.strerror or exc}); it still holds its last commit "
                 f"(generation {self.manifest.generation}, {self.manifest.n_videos} videos)"
             ) from None
         except BaseException:
+            self._requeue(batch)
             self._rollback_faiss()
             raise
+
+    def _requeue(self, batch: list[PendingVideo]) -> None:
+        with self._queue:
+            self._pending = batch + self._pending
 
     def _rollback_faiss(self) -> None:
         """Undo what a failed commit added to the in-memory FAISS index, so a retry adds it once.
@@ -246,55 +271,61 @@ class IndexWriter:
             for _, block in IndexSnapshot(self.path).iter_vectors():
                 yield block
 
-    def _commit(self, final: bool = False) -> None:
+    def _commit(self, pending: list[PendingVideo], final: bool = False) -> None:
         assert self.manifest is not None and self._videos is not None
         m = self.manifest
         gen = m.generation + 1
         row0, frame0 = m.n_segments, m.n_frames
         files = {k: v for k, v in m.files.items() if k.startswith(f"{PARTS}/")}
-        written: dict[str, Callable[[Path], None]] = {}
+        written: dict[str, Callable[[Path], dict[str, Any] | None]] = {}
         parts = m.parts
         videos = self._videos
         vectors = np.zeros((0, self.dim), np.float32)  # a final commit may only complete the FAISS file
-        if self._pending:
+        if pending:
             part = f"{gen:06d}"
-            seg_frames, seg_vecs, frame_vecs, encoded_flags, video_rows = [], [], [], [], []
-            for item in self._pending:
-                segs = item.segments.copy()
-                segs["frame_row"] = segs["frame_row"] + frame0
-                video = dict(item.video, first_row=row0, added=now())
-                row0 += len(segs)
-                frame0 += len(item.frame_vectors)
-                seg_frames.append(segs)
-                seg_vecs.append(item.segment_vectors)
-                frame_vecs.append(item.frame_vectors)
-                encoded_flags.append(
-                    np.ones(len(item.frame_vectors), bool)
-                    if item.encoded is None
-                    else np.asarray(item.encoded, bool)
-                )
-                video_rows.append(video)
-            precision = _joined(item.precision for item in self._pending)
-            gate = _joined(item.gate for item in self._pending)
-            segments = pd.concat(seg_frames, ignore_index=True)[SEGMENT_COLUMNS]
-            vectors = np.concatenate(seg_vecs).astype(np.float32)
-            frames = np.concatenate(frame_vecs).astype(np.float16)
-            encoded = np.concatenate(encoded_flags)
-            if len(encoded) != len(frames):
-                raise ValueError(f"{len(encoded)} encoded flags for {len(frames)} frames")  # a bug, not input
+            # Whole-part operations, not one per video: a Ray driver commits thousands of videos a
+            # minute, and per-video DataFrame copies were most of a commit's time.
+            added = now()
+            n_segs = np.array([len(item.segments) for item in pending], dtype=np.int64)
+            n_frames = np.array([len(item.frame_vectors) for item in pending], dtype=np.int64)
+            first_rows = row0 + np.cumsum(n_segs) - n_segs
+            first_frames = frame0 + np.cumsum(n_frames) - n_frames
+            video_rows = [
+                dict(item.video, first_row=int(first), added=added)
+                for item, first in zip(pending, first_rows, strict=True)
+            ]
+            row0 += int(n_segs.sum())
+            frame0 += int(n_frames.sum())
+            precision = ",".join(sorted({x for item in pending for x in item.precision.split(",") if x}))
+            segments = pd.concat([item.segments for item in pending], ignore_index=True)[SEGMENT_COLUMNS]
+            segments["frame_row"] = segments["frame_row"].to_numpy(np.int64) + np.repeat(first_frames, n_segs)
+            vectors = np.concatenate([item.segment_vectors for item in pending], dtype=np.float32)
+            frame_blocks = [item.frame_vectors for item in pending]  # written one after another
             written[f"{PARTS}/{part}.vectors.npy"] = lambda f: save_npy(f, vectors.astype(np.float16))
-            written[f"{PARTS}/{part}.frames.npy"] = lambda f: save_npy(f, frames)
+            written[f"{PARTS}/{part}.frames.npy"] = lambda f: save_npy_blocks(f, frame_blocks, np.float16)
+            encoded = np.concatenate(
+                [
+                    np.ones(len(item.frame_vectors), bool) if item.encoded is None else item.encoded
+                    for item in pending
+                ],
+                dtype=bool,
+            )
+            if len(encoded) != int(n_frames.sum()):
+                raise ValueError(
+                    f"{len(encoded)} encoded flags for {int(n_frames.sum())} frames"
+                )  # a bug, not input
             written[f"{PARTS}/{part}.encoded.npy"] = lambda f: save_npy(f, encoded)
             written[f"{PARTS}/{part}.segments.parquet"] = lambda f: save_parquet(f, segments)
-            thumbs = _part_thumbnails(self._pending)
+            thumbs = _part_thumbnails(pending)
             if thumbs is not None:
                 written[f"{PARTS}/{part}.{THUMBNAILS}"] = lambda f: save_thumbnails(f, *thumbs)
             live = [c for c in LIVE_VIDEO_COLUMNS if any(c in v for v in video_rows)]
             new_videos = pd.DataFrame(video_rows, columns=VIDEO_COLUMNS + live)
             videos = new_videos if videos.empty else pd.concat([videos, new_videos], ignore_index=True)
             n_thumbs = 0 if thumbs is None else sum(b is not None for b in thumbs[1])
-            n_encoded = int(encoded.sum())
-            parts = (*parts, Part(part, len(segments), len(frames), precision, n_thumbs, n_encoded, gate))
+            gate = ",".join(sorted({x for item in pending for x in item.gate.split(",") if x}))
+            new_part = Part(part, len(segments), int(n_frames.sum()), precision, n_thumbs, self.engine)
+            parts = (*parts, replace(new_part, frames_encoded=int(encoded.sum()), gate=gate))
         # Added in place, or rebuilt (auto crossing to IVF, a new --index-type) from the float16 parts.
         index = faiss_index.add(self._faiss, vectors, m.index_type, self._committed_vectors)
         videos_file = f"videos.g{gen:06d}.parquet"
@@ -314,8 +345,7 @@ class IndexWriter:
             if faiss_file in m.files:
                 files[faiss_file] = m.files[faiss_file]
         for name, save in written.items():
-            save(self.path / name)
-            files[name] = file_record(self.path / name)
+            files[name] = save(self.path / name) or file_record(self.path / name)
         new = replace(
             m,
             format_version=FORMAT_COMPLETE if covered == row0 else FORMAT_VERSION,
@@ -332,7 +362,7 @@ class IndexWriter:
             files=files,
         )
         write_text_atomic(self.path / MANIFEST, new.to_json())  # the commit
-        self.manifest, self._videos, self._pending, self._faiss = new, videos, [], index
+        self.manifest, self._videos, self._faiss = new, videos, index
         # Keep the previous generation's files for readers that opened it a moment ago, and the
         # FAISS file this generation still names; drop older ones (a reader of an older manifest
         # finds its file gone and reopens the index, as `open_index` does).
@@ -354,11 +384,6 @@ class IndexWriter:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-
-
-def _joined(values: Iterable[str]) -> str:
-    """Comma-separated values (each possibly a comma-separated list), sorted, without repeats."""
-    return ",".join(sorted({x for v in values for x in v.split(",") if x}))
 
 
 def _part_thumbnails(pending: list[PendingVideo]) -> tuple[list[float], list[bytes | None]] | None:

@@ -1,16 +1,20 @@
 """A build: plan what to index, lock the index, run an engine over the videos, commit, report.
 
 The engines differ only in where :func:`vadindex.ingest.video.ingest_video` runs: :func:`run_local`
-runs it here, one video after another (decoding in a thread beside the encoder). Whatever the
-engine, one :class:`BuildLedger` in this process is the index's single writer: it skips what the
-index holds, commits every ``commit_every`` videos (or minute), and records failures.
+runs it here, one video after another (decoding in a thread beside the encoder);
+:mod:`vadindex.ingest.ray_engine` runs it in a pool of Ray actors. Whatever the engine, one
+:class:`BuildLedger` in this process is the index's single writer: it skips what the index holds,
+commits every ``commit_every`` videos (or minute, or :data:`PENDING_BYTES` of results), and records
+failures.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,27 +23,25 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from vadindex.config import (
-    DEFAULT_FPS,
-    DEFAULT_MODEL,
-    DEFAULT_SEGMENT_SECONDS,
-    STORED_THUMBNAIL_SIZE,
-    SamplingSettings,
-)
-from vadindex.errors import InputError, VadindexError, VideoError
+from vadindex.config import DEFAULT_FPS, DEFAULT_MODEL, DEFAULT_SEGMENT_SECONDS, SamplingSettings
+from vadindex.errors import InputError
 from vadindex.index.lock import lock_index
 from vadindex.index.manifest import LOCK, MANIFEST, PARTS, read_manifest
 from vadindex.index.writer import IndexWriter, PendingVideo
 from vadindex.ingest.gate import GateSettings, describe_gate
 from vadindex.ingest.options import BuildOptions
+from vadindex.ingest.ray_engine import RayEngine
 from vadindex.ingest.sources import VideoRoots, VideoSource, assign_cameras, collect_sources, fingerprint
-from vadindex.ingest.video import encoder_precision, ingest_video
+from vadindex.ingest.video import encoder_precision, failure_reason, ingest_for_build
 from vadindex.models.identity import Encoder
 
 log = logging.getLogger("vadindex")
 
 #: Commit at least this often (seconds) while videos are pending, whatever ``commit_every`` says.
 COMMIT_INTERVAL = 60.0
+#: Commit once the pending videos' vectors take this many bytes, whatever ``commit_every`` says:
+#: the writer's memory stays bounded when videos are hours long (16 one-hour videos hold ~350 MB).
+PENDING_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,10 @@ class BuildSummary:
     #: What ``--precision auto`` measured before choosing between int8 and fp32 on a CPU
     #: (``frames``, ``min_cosine``, ``mean_cosine``, ``accepted``); ``None`` when it did not run.
     int8_check: dict[str, Any] | None = None
+    #: Where the videos were encoded (``build --engine``).
+    engine: str = "local"
+    #: Ray workers lost while encoding (died, node lost, stopped answering); their videos were retried.
+    workers_lost: int = 0
     #: Sampled frames that reuse an earlier frame's embedding (the change gate, ``--gate auto``).
     frames_reused: int = 0
     #: The change gate's settings (``off``, or ``auto/<version> threshold T max-gap G``).
@@ -96,6 +102,8 @@ class BuildSummary:
             "total_segments": self.total_segments,
             "precision": self.precision,
             "int8_check": self.int8_check,
+            "engine": self.engine,
+            "workers_lost": self.workers_lost,
         }
 
 
@@ -193,7 +201,13 @@ class BuildLedger:
 
     Engines report each video as skipped (already indexed), added (with its ingested rows) or
     failed; the ledger commits every ``commit_every`` added videos, or after
-    :data:`COMMIT_INTERVAL` seconds, and writes ``failures.csv`` with each commit.
+    :data:`COMMIT_INTERVAL` seconds, or once :data:`PENDING_BYTES` are pending, and writes
+    ``failures.csv`` with each commit.
+
+    With ``background`` (the Ray engine), those commits run in a thread while the engine goes on
+    reporting videos: when videos arrive faster than commits are written, each commit takes all
+    that arrived during the previous one (group commit), so a cluster's driver is not held up by
+    fsyncs; the engine waits only when :data:`PENDING_BYTES` pile up behind a running commit.
     """
 
     def __init__(
@@ -202,6 +216,7 @@ class BuildLedger:
         plan: BuildPlan,
         progress: bool = True,
         on_failure: Callable[[str, str], None] | None = None,
+        background: bool = False,
     ) -> None:
         self.writer = writer
         self.plan = plan
@@ -210,6 +225,10 @@ class BuildLedger:
         self.added = self.skipped = self.segments = self.frames = self.encoded = 0
         self._bar = _Progress(len(plan.videos), progress)
         self._last_commit = time.perf_counter()
+        self._pending_bytes = 0
+        self._background = background
+        self._committing: threading.Thread | None = None
+        self._commit_error: BaseException | None = None
         for path, reason in plan.unreadable:
             self._record_failure(path, reason)
 
@@ -229,12 +248,17 @@ class BuildLedger:
         self.segments += len(item.segments)
         self.frames += len(item.frame_vectors)
         self.encoded += len(item.frame_vectors) if item.encoded is None else int(item.encoded.sum())
+        self._pending_bytes += item.segment_vectors.nbytes + item.frame_vectors.nbytes
         self._bar.update(len(item.frame_vectors), seconds, src.video)
         if (
             self.writer.pending >= self.plan.options.commit_every
+            or self._pending_bytes >= PENDING_BYTES
             or time.perf_counter() - self._last_commit > COMMIT_INTERVAL
         ):
-            self.commit()
+            if self._background:
+                self._commit_behind()
+            else:
+                self.commit()
 
     def fail(self, src: VideoSource, reason: str) -> None:
         """``src`` could not be indexed: report it on one line and go on."""
@@ -247,15 +271,50 @@ class BuildLedger:
         if self.on_failure:
             self.on_failure(path, reason)
 
+    def _commit_behind(self) -> None:
+        """Start a commit in a thread, unless one runs and not too much is pending behind it."""
+        running = self._committing is not None and self._committing.is_alive()
+        if running and self._pending_bytes < PENDING_BYTES:
+            return  # the next commit takes these too
+        self._wait_for_commit()
+        failures = list(self.failures)
+        self._committing = threading.Thread(
+            target=self._commit_in_thread, args=(failures,), name="vadindex-commit"
+        )
+        self._last_commit = time.perf_counter()
+        self._pending_bytes = 0
+        self._committing.start()
+
+    def _commit_in_thread(self, failures: list[tuple[str, str]]) -> None:
+        try:
+            self.writer.commit()
+            self.writer.write_failures(failures)
+        except BaseException as exc:  # noqa: BLE001 - raised in the engine's thread by _wait_for_commit
+            self._commit_error = exc
+
+    def _wait_for_commit(self, raise_error: bool = True) -> None:
+        """Wait for a background commit; raise what it raised."""
+        if self._committing is not None:
+            self._committing.join()
+            self._committing = None
+        if self._commit_error is not None and raise_error:
+            error, self._commit_error = self._commit_error, None
+            raise error
+
     def commit(self, final: bool = False) -> None:
         """Commit what is pending (``final``: and complete the FAISS file), with ``failures.csv``."""
+        self._wait_for_commit()
         self.writer.commit(final)
         self.writer.write_failures(self.failures)
         self._last_commit = time.perf_counter()
+        self._pending_bytes = 0
 
     def close(self) -> None:
-        """Close the progress bar."""
-        self._bar.close()
+        """Wait for a background commit (the writer must not close under it); close the progress bar."""
+        try:
+            self._wait_for_commit(raise_error=False)
+        finally:
+            self._bar.close()
 
     def summary(self, encoder: Encoder, seconds: float) -> BuildSummary:
         """What the build did, once it has committed."""
@@ -275,6 +334,7 @@ class BuildLedger:
             model=encoder.identity.describe(),
             precision=encoder_precision(encoder),
             int8_check=getattr(encoder, "int8_check", None),
+            engine=self.plan.options.engine,
             gate=describe_gate(GateSettings.from_options(self.plan.options)),
         )
 
@@ -285,8 +345,6 @@ def run_local(plan: BuildPlan, encoder: Encoder, ledger: BuildLedger) -> None:
     A video that cannot be read is a failure and the build goes on; any other error of ours (a
     full disk, a lost lock) stops it.
     """
-    o = plan.options
-    gate = GateSettings.from_options(o)
     for src in plan.videos:
         t_video = time.perf_counter()
         log.debug("ingesting %s", src.path)
@@ -295,26 +353,23 @@ def run_local(plan: BuildPlan, encoder: Encoder, ledger: BuildLedger) -> None:
             if ledger.has_video(vid):
                 ledger.skip(src)
                 continue
-            item = ingest_video(
-                src, encoder, plan.settings, o.batch_size, o.stall_timeout, vid, o.video_timeout,
-                thumbnail_size=STORED_THUMBNAIL_SIZE if o.thumbnails else None, gate=gate,
-            )  # fmt: skip
-        except VadindexError as exc:
-            if not isinstance(exc, VideoError):
+            item = ingest_for_build(src, encoder, plan.settings, plan.options, vid)
+        except Exception as exc:  # noqa: BLE001 - classified: a bad video is recorded, ours stop the build
+            reason = failure_reason(exc)
+            if reason is None:
                 raise
-            ledger.fail(src, exc.reason)
-        except OSError as exc:
-            ledger.fail(src, exc.strerror or str(exc))
-        except Exception as exc:  # noqa: BLE001 - one bad video never stops a build
-            log.debug("unexpected error on %s", src.path, exc_info=True)
-            ledger.fail(src, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            log.debug("failed on %s", src.path, exc_info=True)
+            ledger.fail(src, reason)
         else:
             ledger.add(src, item, time.perf_counter() - t_video)
 
 
 @contextlib.contextmanager
 def open_build(
-    plan: BuildPlan, encoder: Encoder | None = None, threads: int | None = None
+    plan: BuildPlan,
+    encoder: Encoder | None = None,
+    threads: int | None = None,
+    start: Callable[[], Encoder] | None = None,
 ) -> Iterator[tuple[Encoder, IndexWriter]]:
     """Lock the index, load the encoder (unless given; ``threads``: its CPU threads) and open the
     writer; release all on exit.
@@ -326,11 +381,20 @@ def open_build(
 
     The index is locked before the model loads, so a second build on the same index is refused at
     once; a folder this build created is removed again when the build fails to start.
+
+    Args:
+        plan: the build.
+        encoder: an already-loaded encoder.
+        threads: the CPU threads of an encoder loaded here (``None``: PyTorch's, one per core).
+        start: called once the index is locked, instead of loading the model here: returns what the
+            writer needs to know of the model (identity, dim, logit scale), e.g. from remote workers.
     """
     o = plan.options
     created = not plan.index.exists()
     lock = lock_index(plan.index)
     try:
+        if encoder is None and start is not None:
+            encoder = start()
         if encoder is None:
             from vadindex.models.openclip import load_encoder
 
@@ -356,6 +420,7 @@ def open_build(
             pretrained_path=_pretrained_path(encoder, o.pretrained),
             lock=lock,
             index_type=o.index_type,
+            engine=o.engine,
         )
         writer.open()
     except BaseException:
@@ -390,7 +455,8 @@ def build_index(
         options: a :class:`~vadindex.ingest.options.BuildOptions`; keyword arguments named like its
             fields (``model="ViT-B-32"``, ``batch_size=32``...) override it.
         progress: show a progress bar.
-        encoder: an already-loaded encoder (overrides ``model``/``pretrained``/``device``).
+        encoder: an already-loaded encoder (overrides ``model``/``pretrained``/``device``; not with
+            ``engine="ray"``, whose workers load their own).
         on_failure: called with ``(path, reason)`` for each video that fails.
 
     Returns:
@@ -399,17 +465,28 @@ def build_index(
     """
     t_start = time.perf_counter()
     plan = plan_build(sources, index, (options or BuildOptions()).replace(**overrides), manifest)
+    if plan.options.engine == "ray":
+        with RayEngine(plan) as engine, open_build(plan, start=engine.start) as (model, writer):
+            ledger = BuildLedger(writer, plan, progress, on_failure, background=True)
+            _drive(ledger, lambda: engine.run(ledger))
+        summary = ledger.summary(model, time.perf_counter() - t_start)
+        return dataclasses.replace(summary, workers_lost=engine.workers_lost)
     with open_build(plan, encoder) as (encoder, writer):
         ledger = BuildLedger(writer, plan, progress, on_failure)
-        try:
-            run_local(plan, encoder, ledger)
-        except KeyboardInterrupt:
-            ledger.commit(final=True)  # keep what is finished
-            raise
-        finally:
-            ledger.close()
-        ledger.commit(final=True)
+        _drive(ledger, lambda: run_local(plan, encoder, ledger))
     return ledger.summary(encoder, time.perf_counter() - t_start)
+
+
+def _drive(ledger: BuildLedger, run: Callable[[], None]) -> None:
+    """Run an engine, then commit; Ctrl-C keeps what is finished."""
+    try:
+        run()
+    except KeyboardInterrupt:
+        ledger.commit(final=True)
+        raise
+    finally:
+        ledger.close()
+    ledger.commit(final=True)
 
 
 def _sampling_dict(settings: SamplingSettings) -> dict[str, float]:

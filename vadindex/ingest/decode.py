@@ -15,6 +15,7 @@ import numpy as np
 
 from vadindex.errors import VideoError
 from vadindex.ingest.images import encode_jpeg
+from vadindex.ingest.remote import is_uri, open_uri
 
 log = logging.getLogger("vadindex")
 
@@ -48,7 +49,8 @@ class SampledVideo:
     only after the iteration has finished.
     """
 
-    path: Path
+    #: A local file, or a URI read through ``pyarrow.fs``.
+    path: Path | str
     fps: float
     image_size: int
     batch_size: int = 64
@@ -73,8 +75,12 @@ class SampledVideo:
         yield from _decode(self)
 
 
-def open_video(path: Path) -> av.container.InputContainer:
-    """Open ``path`` with PyAV, turning every failure into a one-line :class:`VideoError`."""
+def open_video(path: Path | str) -> av.container.InputContainer:
+    """Open ``path`` (a file, or a URI read through ``pyarrow.fs``) with PyAV, turning every failure
+    into a one-line :class:`VideoError`."""
+    if isinstance(path, str) and is_uri(path):
+        return _open_uri(path)
+    path = Path(path)
     if not path.exists():
         raise VideoError(str(path), "no such file")
     if path.is_dir():
@@ -98,6 +104,28 @@ def open_video(path: Path) -> av.container.InputContainer:
         # The container names a codec this FFmpeg build has no decoder for.
         container.close()
         raise VideoError(str(path), "unsupported video codec (no decoder for it in this FFmpeg build)")
+    return container
+
+
+def _open_uri(uri: str) -> av.container.InputContainer:
+    """Open a remote video: PyAV reads (and seeks in) a buffered file over the object.
+
+    The container keeps the file open while it lives; closing the container and dropping it
+    closes the file too.
+    """
+    fh = open_uri(uri)
+    try:
+        container = av.open(fh, mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        fh.close()
+        raise VideoError(uri, f"not a readable video ({_ffmpeg_reason(exc)})") from None
+    except OSError as exc:
+        fh.close()
+        raise VideoError(uri, f"cannot read ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    if not container.streams.video or container.streams.video[0].codec_context is None:
+        container.close()
+        fh.close()
+        raise VideoError(uri, "has no video stream, or one this FFmpeg build cannot decode")
     return container
 
 

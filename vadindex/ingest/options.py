@@ -100,6 +100,33 @@ class BuildOptions(Options):
         metavar="parent|REGEX",
     )
 
+    engine: str = option(
+        C.DEFAULT_ENGINE,
+        "Where videos are decoded and encoded: local (this process) or ray (a pool of Ray workers, one "
+        "encoder each, on this machine or a cluster; `pip install 'vadindex[ray]'`). Either way this "
+        "process alone writes the index.",
+        choices=C.ENGINES,
+    )
+    ray_address: str | None = option(
+        None,
+        f"--engine ray: the cluster's head as HOST:PORT, auto (the cluster this machine joined with "
+        f"`ray start`), or {C.RAY_LOCAL} (a private Ray instance on this machine for this build). "
+        f"[default: {C.RAY_LOCAL}]",
+        metavar="auto|HOST:PORT",
+    )
+    workers: int | None = option(
+        None,
+        "--engine ray: Ray workers, each loading the encoder once. "
+        "[default: as many as the cluster's free CPUs (GPUs with --gpus-per-worker) allow]",
+    )
+    cpus_per_worker: float = option(
+        C.DEFAULT_CPUS_PER_WORKER, "--engine ray: CPUs each worker reserves (and its PyTorch threads)."
+    )
+    gpus_per_worker: float = option(
+        C.DEFAULT_GPUS_PER_WORKER,
+        "--engine ray: GPUs each worker reserves (0.5 packs two on one GPU); above 0 it encodes on CUDA.",
+    )
+
     def __post_init__(self) -> None:
         if self.camera is not None and not self.camera.strip():
             raise InputError("--camera must not be empty")
@@ -112,11 +139,18 @@ class BuildOptions(Options):
             raise InputError("--stall-timeout and --video-timeout must be positive")
         if self.video_root:
             VideoRoots.parse(self.video_root)  # refuse a malformed value before any work
+        if self.engine != "ray" and (self.ray_address is not None or self.workers is not None):
+            raise InputError("--ray-address and --workers need --engine ray")
+        if self.workers is not None and self.workers < 1:
+            raise InputError(f"--workers must be at least 1, got {self.workers}")
+        if not self.cpus_per_worker > 0 or not self.gpus_per_worker >= 0:
+            raise InputError("--cpus-per-worker must be positive and --gpus-per-worker at least 0")
         C.check_gate(self.gate_threshold, self.gate_max_gap)
         for name, value, choices in (
             ("precision", self.precision, C.PRECISIONS),
             ("backend", self.backend, C.BACKENDS),
             ("index-type", self.index_type, C.INDEX_TYPES),
+            ("engine", self.engine, C.ENGINES),
             ("gate", self.gate, C.GATE_MODES),
         ):
             if value is not None and value not in choices:

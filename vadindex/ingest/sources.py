@@ -1,4 +1,4 @@
-"""Find the videos to index: files, folders (recursive) and manifest CSVs with labels and classes."""
+"""Find the videos to index: files, folders (recursive), URIs and manifest CSVs with labels and classes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from vadindex.config import CAMERA_FROM_PARENT, VIDEO_EXTENSIONS
 from vadindex.errors import InputError
+from vadindex.ingest.remote import is_uri, list_uri, read_ends
 
 log = logging.getLogger("vadindex")
 
@@ -76,7 +77,8 @@ def _folder(text: str) -> str:
 class VideoSource:
     """One video to index, with its ground truth when the user supplied it."""
 
-    path: Path
+    #: A local file, or a URI (``s3://bucket/key``, as text) read through ``pyarrow.fs``.
+    path: Path | str
     video: str
     label: int | None = None
     cls: str | None = None
@@ -128,6 +130,9 @@ def read_manifest_csv(path: Path, roots: VideoRoots | None = None) -> list[Video
         cls = row.get("class") or None
         if label is None and cls is not None:
             label = 0 if cls.lower() in _NORMAL_CLASSES else 1
+        if is_uri(row["path"]):
+            sources.append(VideoSource(row["path"], row["path"], label, cls))
+            continue
         video_path = Path(row["path"]).expanduser()
         if not video_path.is_absolute():
             video_path = path.parent / video_path
@@ -193,8 +198,9 @@ def collect_sources(
     """Expand files, folders and a manifest into a de-duplicated list of videos.
 
     Args:
-        paths: video files and folders (searched recursively for video extensions).
-        manifest: optional manifest CSV.
+        paths: video files and folders (searched recursively for video extensions), or URIs of
+            objects and prefixes (``s3://bucket/cams/``, listed recursively through ``pyarrow.fs``).
+        manifest: optional manifest CSV (its paths may be URIs).
         roots: ``--video-root``: paths (and manifest rows) under its old folder are read from its new one.
 
     Returns:
@@ -205,11 +211,17 @@ def collect_sources(
     problems: list[tuple[str, str]] = []
     if manifest is not None:
         for src in read_manifest_csv(Path(manifest).expanduser(), roots):
-            if src.path.is_file():
+            if isinstance(src.path, str) or src.path.is_file():  # a missing object fails when it is read
                 found.append(src)
             else:
                 problems.append((str(src.path), _not_a_file(src.path)))
     for raw in paths:
+        if is_uri(raw):
+            files, reason = list_uri(str(raw), lambda name: is_video_file(Path(name)))
+            if reason:
+                problems.append((str(raw), reason))
+            found.extend(VideoSource(f.uri, f.relative) for f in files)
+            continue
         path = Path(raw).expanduser()
         if roots:
             path = roots.apply(path)
@@ -230,12 +242,14 @@ def collect_sources(
             problems.append((str(path), _not_a_file(path)))
     unique: dict[str, VideoSource] = {}
     for src in found:
-        key = os.path.realpath(src.path)
+        key = src.path if isinstance(src.path, str) else os.path.realpath(src.path)
         if key not in unique:
             unique[key] = src
     reported: dict[str, tuple[str, str]] = {}
     for path_text, reason in problems:  # a file named directly and found in a folder: report it once
-        reported.setdefault(os.path.abspath(path_text), (path_text, reason))
+        reported.setdefault(
+            path_text if is_uri(path_text) else os.path.abspath(path_text), (path_text, reason)
+        )
     return list(unique.values()), list(reported.values())
 
 
@@ -248,14 +262,33 @@ def _not_a_file(path: Path) -> str:
     return "no such file or folder"
 
 
-def fingerprint(path: Path, block: int = 1 << 20) -> str:
-    """A content id for a video: SHA-256 of its size, first and last MiB (cheap on huge files)."""
+def fingerprint(path: Path | str, block: int = 1 << 20) -> str:
+    """A content id for a video: SHA-256 of its size, first and last MiB (cheap on huge files).
+
+    A URI's object gets the id its bytes would get on a local disk (two ranged reads), so a video
+    is indexed once whether it was read from a folder or from object storage.
+    """
+    return fingerprint_and_size(path, block)[0]
+
+
+def fingerprint_and_size(path: Path | str, block: int = 1 << 20) -> tuple[str, int]:
+    """:func:`fingerprint` and the file's size in bytes.
+
+    Raises:
+        OSError: a local file cannot be read.
+        VideoError: an object named by URI is missing or cannot be read.
+    """
     digest = hashlib.sha256()
-    size = path.stat().st_size
+    if isinstance(path, str) and is_uri(path):
+        size, head, tail = read_ends(path, block)
+        for data in (str(size).encode(), head, tail):
+            digest.update(data)
+        return digest.hexdigest()[:20], size
+    size = os.stat(path).st_size
     digest.update(str(size).encode())
     with open(path, "rb") as fh:
         digest.update(fh.read(block))
         if size > 2 * block:
             fh.seek(size - block)
             digest.update(fh.read(block))
-    return digest.hexdigest()[:20]
+    return digest.hexdigest()[:20], size

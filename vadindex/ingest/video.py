@@ -1,7 +1,8 @@
 """One video through the pipeline: decode and sample (in a thread), gate, encode, cut into segments.
 
 :func:`ingest_video` is the independent unit of ingestion work: every engine (the local loop, a
-Ray actor) runs it, and the index writer commits what it returns.
+Ray actor) runs it through :func:`ingest_for_build` with the build's options, classifies what goes
+wrong with :func:`failure_reason`, and the index writer commits what it returns.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,9 +22,10 @@ from vadindex.config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_STALL_TIMEOUT,
     DEFAULT_VIDEO_TIMEOUT,
+    STORED_THUMBNAIL_SIZE,
     SamplingSettings,
 )
-from vadindex.errors import VideoError
+from vadindex.errors import VadindexError, VideoError
 from vadindex.index.writer import PendingVideo
 from vadindex.ingest.decode import SampledVideo
 from vadindex.ingest.gate import GatedEncoder, GateSettings, describe_gate
@@ -31,12 +33,15 @@ from vadindex.ingest.segment import build_segments
 from vadindex.ingest.sources import VideoSource, fingerprint
 from vadindex.models.identity import Encoder
 
+if TYPE_CHECKING:
+    from vadindex.ingest.options import BuildOptions
+
 
 def _prefetch(
     source: Iterator[np.ndarray],
     depth: int,
     stall_timeout: float,
-    path: Path,
+    path: Path | str,
     video_timeout: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Run ``source`` in a thread so decoding overlaps encoding; give up on a stalled or slow decoder.
@@ -72,7 +77,7 @@ def _prefetch(
                 with contextlib.suppress(Exception):
                     close()  # closes the container now, not when the generator is collected
 
-    thread = threading.Thread(target=work, name=f"decode:{path.name}", daemon=True)
+    thread = threading.Thread(target=work, name=f"decode:{str(path).rsplit('/', 1)[-1]}", daemon=True)
     thread.start()
     try:
         while True:
@@ -174,7 +179,7 @@ def ingest_video(
     video = {
         "video_id": vid,
         "video": source.video,
-        "path": str(path.absolute()),
+        "path": path if isinstance(path, str) else str(path.absolute()),  # a URI as given
         "label": source.label,
         "class": source.cls,
         "duration": info.duration,
@@ -213,3 +218,49 @@ def segment_thumbnails(sampled: SampledVideo, segments: list[Any]) -> pd.DataFra
 def encoder_precision(encoder: Encoder) -> str:
     """The encoder's current arithmetic (``OpenClipEncoder.precision``); empty for encoders without one."""
     return str(getattr(encoder, "precision", ""))
+
+
+def ingest_for_build(
+    source: VideoSource,
+    encoder: Encoder,
+    settings: SamplingSettings,
+    options: BuildOptions,
+    video_id: str | None = None,
+) -> PendingVideo:
+    """:func:`ingest_video` with a build's options: what every engine runs for each video.
+
+    Args:
+        source: the video.
+        encoder: the image encoder.
+        settings: the index's sampling settings.
+        options: the build's options (batch size, timeouts, thumbnails, the change gate...).
+        video_id: the content fingerprint, if already computed.
+
+    Returns:
+        The ingested video, ready to commit.
+    """
+    o = options
+    return ingest_video(
+        source, encoder, settings, o.batch_size, o.stall_timeout, video_id, o.video_timeout,
+        thumbnail_size=STORED_THUMBNAIL_SIZE if o.thumbnails else None, gate=GateSettings.from_options(o),
+    )  # fmt: skip
+
+
+def failure_reason(exc: BaseException) -> str | None:
+    """Why a video could not be indexed, as a build records it; ``None`` when the error is not the
+    video's (a full disk, a lost lock, an interrupt): then the build stops.
+
+    Args:
+        exc: what fingerprinting or :func:`ingest_for_build` raised.
+
+    Returns:
+        One line for ``failures.csv``, or ``None``.
+    """
+    if isinstance(exc, VadindexError):
+        return exc.reason if isinstance(exc, VideoError) else None
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    if isinstance(exc, Exception):  # one bad video never stops a build
+        text = str(exc)
+        return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+    return None
