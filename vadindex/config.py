@@ -58,8 +58,11 @@ GATE_MODES = ("auto", "off")
 DEFAULT_GATE = "off"
 #: Grey levels (0-255) a pixel of the gate's small, blurred frame must change by, after global
 #: lighting is compensated, to count as changed; lower is more sensitive. 20 missed a person falling
-#: at night (low contrast) that moved vadindex-tiny's embedding to a cosine of 0.80; 12 catches it.
-DEFAULT_GATE_THRESHOLD = 12.0
+#: at night (low contrast) that moved vadindex-tiny's embedding to a cosine of 0.80; 12 caught that
+#: but missed a fallen person stirring (demo seed 8) that vadindex-tiny moves to 0.973; 4 catches it,
+#: and encodes 9.0 % of an idle feed's frames instead of 8.2 % (``scripts/sweep_gate.py``;
+#: BENCHMARKS.md, "Change gate").
+DEFAULT_GATE_THRESHOLD = 4.0
 #: Seconds of video after which the gate encodes a frame whatever it sees, so a change it cannot
 #: see (colour only, very small) lives at most this long in the index.
 DEFAULT_GATE_MAX_GAP = 5.0
