@@ -9,6 +9,7 @@ import socket
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -204,6 +205,50 @@ def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     return s3_server
+
+
+def run(*args: object) -> tuple[int, str, str]:
+    """``vadindex ARGS...`` in this process: exit status, stdout, stderr; an error of ours is raised
+    with its traceback rather than hidden in an exit status."""
+    from click.testing import CliRunner
+
+    from vadindex._cli.main import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+#: Debian's Chromium: page and report tests drive it through Playwright (no browser download).
+CHROMIUM = "/usr/bin/chromium"
+#: Root-safe headless flags (CI runs as root); no GPU, no background traffic of the browser's own.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless. Missing, it is a failure (CI installs it), unless the developer
+    opts out with VADINDEX_SKIP_BROWSER=1."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("VADINDEX_SKIP_BROWSER") == "1":
+            pytest.skip("VADINDEX_SKIP_BROWSER=1 and no Chromium")
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (or set VADINDEX_SKIP_BROWSER=1)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: $VADINDEX_SCREENSHOTS, else a temporary folder."""
+    folder = Path(os.environ.get("VADINDEX_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -5,7 +5,6 @@ and bad input (no labels, a deleted video, HTML in a file name, nothing flagged,
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 from collections.abc import Iterator
@@ -15,55 +14,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from conftest import write_video
+from conftest import run, write_video
 
-from vadindex._cli.main import cli
 from vadindex.demo import synth
 from vadindex.detect import detect
 from vadindex.index.manifest import MANIFEST, IndexManifest
 from vadindex.ingest import build_index
 from vadindex.report import ReportOptions, write_report
 
-CHROMIUM = "/usr/bin/chromium"
-#: Root-safe headless flags (CI runs as root); no GPU, no background traffic of the browser's own.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]  # fmt: skip
 EVIL = "<img src=x onerror=alert(1)>.mp4"
 
 
-def run(*args: object) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
 # -- the browser ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless. Missing, it is a failure (CI installs it), unless the developer
-    opts out with VADINDEX_SKIP_BROWSER=1."""
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("VADINDEX_SKIP_BROWSER") == "1":
-            pytest.skip("VADINDEX_SKIP_BROWSER=1 and no Chromium")
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (or set VADINDEX_SKIP_BROWSER=1)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where screenshots go: $VADINDEX_SCREENSHOTS, else a temporary folder."""
-    folder = Path(os.environ.get("VADINDEX_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @dataclass

@@ -14,11 +14,9 @@ import av
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
-from conftest import write_video
+from conftest import run, write_video
 from PIL import Image
 
-from vadindex._cli.main import cli
 from vadindex.config import STORED_THUMBNAIL_SIZE
 from vadindex.errors import InputError
 from vadindex.index.check import check_index
@@ -59,13 +57,6 @@ def frame_number(image: np.ndarray) -> int:
 
 def jpeg_image(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
-def run(*args: object) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 # -- frame grabs ------------------------------------------------------------------------------

@@ -15,13 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from conftest import write_video
+from conftest import run, write_video
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from vadindex import config as C
-from vadindex._cli.main import cli
 from vadindex.ingest import build_index
 from vadindex.web import create_app
 from vadindex.web import security as web_security
@@ -32,13 +30,6 @@ from vadindex.web.state import IndexState
 EVIL = "<img src=x onerror=alert(1)>.mp4"
 TOKEN = "s3cret-token_for.tests"
 PROMPTS = "a person walking; a moving square"
-
-
-def run(*args: object) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,6 @@ from conftest import write_video
 from vadindex.demo import synth
 from vadindex.ingest import build_index
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]  # fmt: skip
 EVIL = "<img src=x onerror=alert(1)>.mp4"
 #: The first query loads the model in the server (PyTorch and open_clip: seconds on a busy machine).
 SLOW_MS = 180_000
@@ -66,29 +63,6 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless. Missing, it is a failure (CI installs it), unless the developer
-    opts out with VADINDEX_SKIP_BROWSER=1."""
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("VADINDEX_SKIP_BROWSER") == "1":
-            pytest.skip("VADINDEX_SKIP_BROWSER=1 and no Chromium")
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (or set VADINDEX_SKIP_BROWSER=1)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = Path(os.environ.get("VADINDEX_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @dataclass
