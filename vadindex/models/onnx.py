@@ -24,6 +24,7 @@ from open_clip.transformer import ResidualAttentionBlock
 
 from vadindex.config import user_cache_dir
 from vadindex.errors import ModelError
+from vadindex.files import write_bytes_atomic
 from vadindex.models import onnx_text
 from vadindex.models.identity import ModelIdentity
 from vadindex.models.tokenizer import EOT, ClipTokenizer
@@ -271,9 +272,7 @@ def _failed_before(marker: Path) -> str | None:
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, path)
+        write_bytes_atomic(path, json.dumps(data).encode("utf-8"), sync=False)
     except OSError as exc:
         log.debug("cannot write %s (%s)", path, exc)
 
@@ -402,8 +401,6 @@ def write_products_graph(path: Path) -> None:
     onnx.checker.check_model(model)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(model.SerializeToString())
-        os.replace(tmp, path)
+        write_bytes_atomic(path, model.SerializeToString(), sync=False)
     except OSError as exc:
         log.debug("cannot write %s (%s)", path, exc)

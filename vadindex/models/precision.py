@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import platform
 import threading
 import time
@@ -21,6 +20,7 @@ import torch
 
 from vadindex.config import BACKENDS, INT8_MIN_COSINE, INT8_PROBE_FRAMES, PRECISIONS, user_cache_dir
 from vadindex.errors import InputError, ModelError
+from vadindex.files import write_bytes_atomic
 from vadindex.models.identity import ModelIdentity
 
 log = logging.getLogger("vadindex")
@@ -277,8 +277,6 @@ class Int8Verdicts:
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(known, indent=1), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_bytes_atomic(self.path, json.dumps(known, indent=1).encode("utf-8"), sync=False)
         except OSError as exc:
             log.debug("cannot remember the int8 verdict in %s (%s)", self.path, exc)

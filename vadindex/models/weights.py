@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 from vadindex.config import DEFAULT_PRETRAINED, user_cache_dir
 from vadindex.errors import ModelError
-from vadindex.files import sha256_file
+from vadindex.files import sha256_file, write_bytes_atomic
 from vadindex.models.identity import BUILTIN, RANDOM, ModelIdentity
 
 log = logging.getLogger("vadindex")
@@ -80,9 +80,7 @@ def checkpoint_sha256(path: Path) -> str:
     known[key] = digest
     try:
         store.parent.mkdir(parents=True, exist_ok=True)
-        tmp = store.with_name(f".{store.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(known), encoding="utf-8")
-        os.replace(tmp, store)
+        write_bytes_atomic(store, json.dumps(known).encode("utf-8"), sync=False)
     except OSError as exc:
         log.debug("cannot remember checkpoint hashes in %s (%s)", store, exc)
     return digest
